@@ -1,0 +1,172 @@
+"""``spikekws <command>``: parse -> config -> build -> call.
+
+User errors (bad paths, names, config keys, audio files) print one line
+``spikekws: error: ...`` and exit with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__
+
+log = logging.getLogger("spikekws")
+
+USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError,
+               PermissionError, FloatingPointError)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("spikekws")
+    root.handlers = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _parse_kv(items: Optional[List[str]]) -> dict:
+    from .config.schema import apply_overrides
+    return apply_overrides({}, items or [])
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synth import generate
+    langs = tuple(s.strip() for s in args.lang.split(",") if s.strip())
+    out = generate(args.out, langs=langs, speakers=args.speakers, per_speaker=args.per_speaker,
+                   seed=args.seed, workers=args.workers, progress=not args.no_progress)
+    print(f"synthetic dataset ready: {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train.runner import train_run
+    if args.resume:
+        if args.config or args.overrides:
+            raise ValueError("--resume continues with the run's stored config; "
+                             "do not pass a config file or overrides")
+        summary = train_run(None, args.out, resume=True)  # type: ignore[arg-type]
+    else:
+        config_path = args.config
+        overrides = list(args.overrides)
+        if config_path is not None and "=" in config_path and not Path(config_path).exists():
+            overrides.insert(0, config_path)
+            config_path = None
+        cfg = load_config(config_path, overrides)
+        if args.no_progress:
+            cfg.train.progress = False
+        summary = train_run(cfg, args.out)
+    best = summary["best"]
+    print(f"trained {summary['run_dir']}: best valid accuracy {best['valid_acc']:.4f} "
+          f"at epoch {best['epoch']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .train.runner import evaluate_run
+    options = _parse_kv(args.option) if args.option else None
+    rep = evaluate_run(args.run, split=args.split, dataset=args.dataset, root=args.root,
+                       options=options, checkpoint=args.checkpoint, device=args.device,
+                       progress=not args.no_progress)
+    rates = ", ".join(f"{r:.3f}" for r in rep["firing_rates"])
+    print(f"{rep['dataset']}/{args.split}: accuracy {rep['accuracy']:.4f}  "
+          f"F1 micro {rep['f1_micro']:.4f}  F1 macro {rep['f1_macro']:.4f}  "
+          f"({rep['num_samples']} samples)  firing rates [{rates}]")
+    print(f"wrote {Path(args.run) / 'metrics.json'} and {Path(args.run) / 'report.md'}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .data import list_datasets
+    from .features import FEATURES
+    from .models import MODELS
+    from .neurons import NEURONS, SURROGATES
+    tables = {"datasets": list_datasets(), "features": FEATURES.list(), "models": MODELS.list(),
+              "neurons": NEURONS.list(), "surrogates": SURROGATES.list()}
+    what = args.what
+    if what and what not in tables:
+        raise ValueError(f"unknown list {what!r}; choose from {', '.join(tables)}")
+    if args.json:
+        print(json.dumps(tables if not what else tables[what], indent=2))
+        return 0
+    for name, entries in tables.items():
+        if what and name != what:
+            continue
+        print(f"{name}: {', '.join(entries)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spikekws", description="Keyword spotting with spiking neural networks.")
+    p.add_argument("--version", action="version", version=f"spikekws {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=1)
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="generate the synthetic speech-commands dataset (eSpeak NG)")
+    s.add_argument("--out", required=True, help="output folder (Google Speech Commands layout)")
+    s.add_argument("--lang", default="en", help="en, ru or en,ru (default: en)")
+    s.add_argument("--speakers", type=int, default=100)
+    s.add_argument("--per-speaker", type=int, default=1, help="clips per word and speaker")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    t = sub.add_parser("train", help="train a model from a YAML config with dotted overrides")
+    t.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
+    t.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained run; writes metrics.json and report.md")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    e.add_argument("--dataset", default=None, help="evaluate on another dataset (same labels)")
+    e.add_argument("--root", default=None, help="dataset folder (default: the run's)")
+    e.add_argument("--option", action="append", help="dataset option key=value (repeatable)")
+    e.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    e.add_argument("--device", default="auto")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    ls = sub.add_parser("list", help="list registered datasets, features, models, neurons, surrogates")
+    ls.add_argument("what", nargs="?", default=None)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    _setup_logging(0 if args.quiet else args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        if os.environ.get("SPIKEKWS_DEBUG"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"spikekws: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spikekws: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

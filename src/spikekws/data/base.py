@@ -1,0 +1,177 @@
+"""Dataset metadata and the generic audio classification dataset."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import torch
+from torch.utils.data import Dataset
+
+from .audio import AudioError, check_audio, fix_length, load_audio
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and trainer need to know about a dataset (never hard-code these)."""
+
+    name: str
+    labels: Tuple[str, ...]
+    sample_rate: int
+    has_valid: bool
+    clip_seconds: float
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+
+#: The split names every dataset accepts, in canonical order.
+SPLITS: Tuple[str, ...] = ("train", "valid", "test")
+#: Accepted values of the ``on_error`` option.
+ON_ERROR_MODES: Tuple[str, ...] = ("raise", "skip")
+
+log = logging.getLogger("spikekws.data")
+
+
+def check_split(split: str) -> str:
+    """Return ``split`` if it is one of :data:`SPLITS`, else raise ValueError."""
+    if split not in SPLITS:
+        allowed = ", ".join(repr(s) for s in SPLITS)
+        raise ValueError(f"unknown split {split!r}; allowed values: {allowed}")
+    return split
+
+
+def check_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR_MODES:
+        allowed = ", ".join(repr(s) for s in ON_ERROR_MODES)
+        raise ValueError(f"on_error must be one of {allowed}, got {on_error!r}")
+    return on_error
+
+
+class AudioDataset(Dataset):
+    """A list of ``(audio file, label index)`` pairs for one split of a dataset.
+
+    ``dataset[i]`` loads the file with :func:`~spikekws.data.audio.load_audio`
+    (enforcing ``info.sample_rate``) and returns ``(wave, label)`` where ``wave`` is a
+    float32 tensor of exactly ``info.clip_samples`` samples (zero-padded or cropped,
+    see :func:`~spikekws.data.audio.fix_length`) and ``label`` an ``int``.
+
+    Args:
+        items: the files and their label indices (into ``info.labels``).
+        info: the dataset's metadata.
+        split: "train", "valid" or "test".
+        on_error: "raise" (default): an unusable file raises when it is loaded.
+            "skip": every file is checked once, up front, by :meth:`validate`; the bad
+            ones are dropped, counted in a warning on the ``spikekws.data`` logger and
+            kept in :attr:`skipped` as ``(path, reason)`` pairs. If no file survives,
+            ValueError is raised.
+        allow_multichannel: average multichannel files to mono (else they are errors).
+        length_mode: "center" or "start", how clips are cropped/padded.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Tuple[Path, int]],
+        info: DatasetInfo,
+        split: str,
+        on_error: str = "raise",
+        allow_multichannel: bool = True,
+        length_mode: str = "center",
+    ) -> None:
+        self.info = info
+        self.split = check_split(split)
+        self.on_error = check_on_error(on_error)
+        self.allow_multichannel = bool(allow_multichannel)
+        if length_mode not in ("center", "start"):
+            raise ValueError(f"length_mode must be 'center' or 'start', got {length_mode!r}")
+        self.length_mode = length_mode
+        self.items: List[Tuple[Path, int]] = []
+        for path, label in items:
+            label = int(label)
+            if not 0 <= label < info.num_classes:
+                raise ValueError(
+                    f"label {label} of {path} is out of range for {info.num_classes} classes"
+                )
+            self.items.append((Path(path), label))
+        self.skipped: List[Tuple[Path, str]] = []
+        if self.on_error == "skip":
+            self.drop_invalid()
+
+    def validate(self, full: bool = False) -> List[Tuple[Path, str]]:
+        """Check every file without changing the dataset; return ``(path, reason)`` pairs.
+
+        Reads headers only (plus the samples of floating-point files, which alone can
+        hold NaN/infinity) unless ``full`` is true, which decodes every file.
+        """
+        problems: List[Tuple[Path, str]] = []
+        for path, _ in self.items:
+            try:
+                check_audio(
+                    path,
+                    expected_sample_rate=self.info.sample_rate,
+                    allow_multichannel=self.allow_multichannel,
+                    full=full,
+                )
+            except AudioError as exc:
+                problems.append((path, exc.reason))
+            except OSError as exc:  # missing file, permissions...
+                problems.append((path, str(exc)))
+        return problems
+
+    def drop_invalid(self, full: bool = False) -> int:
+        """Remove the files :meth:`validate` rejects; return how many were removed."""
+        problems = self.validate(full=full)
+        if not problems:
+            return 0
+        total = len(self.items)
+        bad = {p for p, _ in problems}
+        self.items = [(p, y) for p, y in self.items if p not in bad]
+        self.skipped.extend(problems)
+        first_path, first_reason = problems[0]
+        if not self.items:
+            raise ValueError(
+                f"{self.info.name} {self.split} split: all {total} audio files are unusable "
+                f"(first: {first_path}: {first_reason})"
+            )
+        log.warning(
+            "%s %s split: skipped %d of %d audio file(s) that cannot be used "
+            "(first: %s: %s)",
+            self.info.name, self.split, len(problems), total, first_path, first_reason,
+        )
+        return len(problems)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        path, label = self.items[index]
+        wave = load_audio(
+            path,
+            expected_sample_rate=self.info.sample_rate,
+            allow_multichannel=self.allow_multichannel,
+        )
+        return fix_length(wave, self.info.clip_samples, self.length_mode), label
+
+    def labels_tensor(self) -> torch.Tensor:
+        """All labels as a LongTensor ``[len(self)]`` (no audio is read)."""
+        return torch.tensor([y for _, y in self.items], dtype=torch.long)
+
+    def class_counts(self) -> torch.Tensor:
+        """Number of items per class, LongTensor ``[info.num_classes]``."""
+        return torch.bincount(self.labels_tensor(), minlength=self.info.num_classes)
+
+    @property
+    def paths(self) -> List[Path]:
+        return [p for p, _ in self.items]
+
+    def __repr__(self) -> str:
+        return (
+            f"AudioDataset({self.info.name!r}, split={self.split!r}, items={len(self)}, "
+            f"classes={self.info.num_classes}, sample_rate={self.info.sample_rate})"
+        )

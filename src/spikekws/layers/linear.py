@@ -1,0 +1,111 @@
+"""Fully connected spiking layers (time-first tensors ``[T, B, F]``)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..neurons.modules import LI, build_neuron
+
+_NORMS = ("batchnorm", "layernorm", "none")
+
+
+class _TimeNorm(nn.Module):
+    """Applies a per-feature norm to ``[T, B, H]`` by folding time into the batch."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, b, h = x.shape
+        return self.norm(x.reshape(t * b, h)).reshape(t, b, h)
+
+
+def build_norm(kind: str, size: int) -> nn.Module:
+    if kind == "batchnorm":
+        return _TimeNorm(nn.BatchNorm1d(size, momentum=0.05))
+    if kind == "layernorm":
+        return _TimeNorm(nn.LayerNorm(size))
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"normalization must be one of {', '.join(_NORMS)}; got {kind!r}")
+
+
+class SpikingLinear(nn.Module):
+    """``spikes = neuron(norm(W x))`` then dropout.
+
+    x: [T, B, in_features] -> spikes: [T, B, out] where ``out = hidden_size`` or
+    ``2 * hidden_size`` when ``bidirectional`` (the backward direction shares W and
+    runs on the time-reversed input, as in sparch).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_size: int,
+        neuron: str = "lif",
+        normalization: str = "batchnorm",
+        bias: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        **neuron_kwargs,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.in_features = int(in_features)
+        self.hidden_size = int(hidden_size)
+        self.bidirectional = bool(bidirectional)
+        self.linear = nn.Linear(self.in_features, self.hidden_size, bias=bias)
+        self.norm = build_norm(normalization, self.hidden_size)
+        self.neuron = build_neuron(neuron, self.hidden_size, **neuron_kwargs)
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def out_features(self) -> int:
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    def forward(self, x: torch.Tensor, state=None):
+        """x: [T, B, in] -> (spikes [T, B, out], final neuron state)."""
+        if self.bidirectional:
+            x = torch.cat([x, x.flip(0)], dim=1)
+        s, state = self.neuron(self.norm(self.linear(x)), state)
+        if self.bidirectional:
+            fwd, bwd = s.chunk(2, dim=1)
+            s = torch.cat([fwd, bwd.flip(0)], dim=2)
+        return self.dropout(s), state
+
+    def step(self, x_t: torch.Tensor, state=None):
+        """One time step for streaming (unidirectional only). x_t: [B, in]."""
+        if self.bidirectional:
+            raise ValueError("a bidirectional layer needs the whole sequence; it cannot stream")
+        z = self.linear(x_t)
+        if isinstance(self.norm, _TimeNorm):
+            z = self.norm(z.unsqueeze(0)).squeeze(0)
+        return self.neuron.step(z, state)
+
+
+class LIReadout(nn.Module):
+    """Leaky-integrator readout: ``v = LI(norm(W x))``; class scores from the membrane.
+
+    The output is ``log(mean_t softmax(v_t))`` ([B, C], log-probabilities): the sparch
+    "summed softmax over time" rule, normalised so it can feed ``nll_loss`` or
+    ``cross_entropy`` directly (log_softmax of log-probabilities is the identity).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, normalization: str = "batchnorm",
+                 bias: bool = False, dt: float = 0.01, tau_mem=(0.05, 0.25)) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_classes, bias=bias)
+        self.norm = build_norm(normalization, num_classes)
+        self.li = LI(num_classes, dt=dt, tau_mem=tau_mem)
+
+    def membrane(self, x: torch.Tensor, state=None):
+        """x: [T, B, in] -> (v [T, B, C], state)."""
+        return self.li(self.norm(self.linear(x)), state)
+
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        v, _ = self.membrane(x, state)
+        return torch.log(torch.softmax(v, dim=-1).mean(0) + 1e-12)

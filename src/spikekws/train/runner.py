@@ -1,0 +1,337 @@
+"""Running an experiment from a :class:`~spikekws.config.Config`: train, resume, evaluate.
+
+Run directory layout::
+
+    RUN/config.yaml            resolved config (``spikekws evaluate RUN`` needs nothing else)
+    RUN/checkpoints/last.pt    written atomically after every epoch (resume point)
+    RUN/checkpoints/best.pt    best epoch on the validation split (never on test)
+    RUN/history.jsonl          one JSON line per epoch
+    RUN/metrics.json           evaluation results per split
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Config, config_from_dict, config_to_dict, save_config
+from ..config.schema import atomic_write_text
+from .checkpoint import load_checkpoint, save_checkpoint
+from .losses import classification_loss, firing_rate_regularizer
+from .metrics import classification_report
+
+log = logging.getLogger("spikekws.train")
+
+PathLike = Union[str, Path]
+
+
+# --------------------------------------------------------------------------- building
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def build_data(cfg: Config, split: str):
+    from ..data import build_dataset
+    return build_dataset(cfg.data.name, cfg.data.root, split, **cfg.data.options)
+
+
+def build_info(cfg: Config):
+    from ..data import dataset_info
+    return dataset_info(cfg.data.name, cfg.data.root, **cfg.data.options)
+
+
+def build_frontend(cfg: Config, sample_rate: int) -> nn.Module:
+    from ..features import build_features
+    return build_features(cfg.features.name, sample_rate=sample_rate, **cfg.features.options)
+
+
+def build_network(cfg: Config, in_features: int, num_classes: int) -> nn.Module:
+    from ..models import build_model
+    m = cfg.model
+    return build_model(m.name, in_features, num_classes, neuron=m.neuron,
+                       hidden_sizes=m.hidden_sizes, dropout=m.dropout,
+                       normalization=m.normalization, bidirectional=m.bidirectional,
+                       surrogate=m.surrogate, **m.options)
+
+
+@torch.no_grad()
+def extract_features(dataset, frontend: nn.Module, device: torch.device, batch_size: int = 256,
+                     progress: bool = False, desc: str = "features") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Run the front-end over a whole split once: -> (X [N, T, F] on CPU, y [N])."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    xs, ys = [], []
+    for wave, label in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+        xs.append(frontend(wave.to(device)).cpu())
+        ys.append(label)
+    if not xs:
+        raise ValueError(f"the {getattr(dataset, 'split', '')} split of the dataset is empty")
+    return torch.cat(xs), torch.cat(ys).long()
+
+
+def _batches(n: int, batch_size: int, order: Optional[torch.Tensor] = None) -> Iterator[torch.Tensor]:
+    idx = order if order is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield idx[i:i + batch_size]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X: torch.Tensor, device: torch.device, batch_size: int = 256
+            ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """-> (outputs [N, C], per-layer firing rates [L] averaged over all samples)."""
+    model.eval()
+    outs, rate_sum, n = [], None, 0
+    for idx in _batches(len(X), batch_size):
+        out, rates = model(X[idx].to(device))
+        outs.append(out.float().cpu())
+        r = rates.detach().double().cpu() * len(idx)
+        rate_sum = r if rate_sum is None else rate_sum + r
+        n += len(idx)
+    return torch.cat(outs), (rate_sum / n).float()
+
+
+def _evaluate_arrays(model, X, y, device, batch_size) -> Dict[str, Any]:
+    out, rates = predict(model, X, device, batch_size)
+    loss = classification_loss(out, y).item()
+    acc = (out.argmax(1) == y).double().mean().item()
+    return {"loss": loss, "acc": acc, "firing_rates": [round(r, 6) for r in rates.tolist()],
+            "outputs": out}
+
+
+# --------------------------------------------------------------------------- training
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"0" * 1024)
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+
+
+def _make_optimizer(cfg: Config, model: nn.Module):
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    kind = cfg.train.scheduler
+    if kind == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=cfg.train.scheduler_factor, patience=cfg.train.scheduler_patience)
+    elif kind == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.train.epochs, 1))
+    elif kind == "none":
+        sched = None
+    else:
+        raise ValueError(f"train.scheduler must be plateau, cosine or none; got {kind!r}")
+    return opt, sched
+
+
+def _validate_train_config(cfg: Config) -> None:
+    t = cfg.train
+    if t.epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {t.epochs}")
+    if t.batch_size < 1:
+        raise ValueError(f"train.batch_size must be >= 1, got {t.batch_size}")
+    if not t.lr > 0:
+        raise ValueError(f"train.lr must be > 0, got {t.lr}")
+
+
+def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str, Any]:
+    """Train according to ``cfg`` into ``run_dir``; returns the summary of the best epoch.
+
+    With ``resume=True`` training continues from ``run_dir/checkpoints/last.pt`` with the
+    config stored in the run, and reproduces bit-identically what an uninterrupted run
+    would have computed (per-epoch seeding of shuffling and dropout).
+    """
+    run_dir = Path(run_dir)
+    last_path = run_dir / "checkpoints" / "last.pt"
+    ckpt = None
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {last_path}")
+        ckpt = load_checkpoint(last_path)
+        cfg = config_from_dict(ckpt["config"])
+    elif last_path.exists():
+        raise ValueError(f"run directory {run_dir} already holds a run; use --resume to continue "
+                         f"it or choose another --out")
+    _validate_train_config(cfg)
+    _check_writable(run_dir)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+
+    info = build_info(cfg)
+    frontend = build_frontend(cfg, info.sample_rate).to(device)
+    t0 = time.time()
+    Xtr, ytr = extract_features(build_data(cfg, "train"), frontend, device,
+                                cfg.train.eval_batch_size, cfg.train.progress, "features train")
+    Xva, yva = extract_features(build_data(cfg, "valid"), frontend, device,
+                                cfg.train.eval_batch_size, cfg.train.progress, "features valid")
+    log.info("features: train %s, valid %s (%.1fs)", tuple(Xtr.shape), tuple(Xva.shape), time.time() - t0)
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_network(cfg, Xtr.shape[-1], info.num_classes).to(device)
+    opt, sched = _make_optimizer(cfg, model)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    start_epoch, history = 0, []
+    best = {"epoch": -1, "valid_acc": -1.0}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None and ckpt.get("scheduler") is not None:
+            sched.load_state_dict(ckpt["scheduler"])
+        start_epoch, history, best = ckpt["epoch"], list(ckpt["history"]), dict(ckpt["best"])
+        log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+    else:
+        save_config(cfg, run_dir / "config.yaml")
+        log.info("model %s/%s: %d trainable parameters", cfg.model.name, cfg.model.neuron, n_params)
+
+    meta = {"config": config_to_dict(cfg), "info": asdict(info), "in_features": int(Xtr.shape[-1]),
+            "num_params": n_params}
+    from tqdm.auto import tqdm
+
+    t = cfg.train
+    for epoch in range(start_epoch, t.epochs):
+        t_epoch = time.time()
+        # Per-epoch seeding makes an epoch's randomness independent of what ran before it,
+        # so a resumed run is bit-identical to an uninterrupted one.
+        torch.manual_seed(t.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(list(_batches(len(Xtr), t.batch_size, order)), desc=f"epoch {epoch + 1}/{t.epochs}",
+                   disable=not t.progress, leave=False, unit="batch")
+        for idx in bar:
+            x, y = Xtr[idx].to(device), ytr[idx].to(device)
+            out, rates = model(x)
+            loss = classification_loss(out, y)
+            total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if t.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
+                                         f"lower train.lr or enable train.grad_clip")
+            loss_sum += loss.item() * len(idx)
+            correct += int((out.argmax(1) == y).sum().item())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        val = _evaluate_arrays(model, Xva, yva, device, t.eval_batch_size)
+        lr = opt.param_groups[0]["lr"]
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(val["acc"])
+        elif sched is not None:
+            sched.step()
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "valid_loss": val["loss"], "valid_acc": val["acc"],
+               "firing_rates": val["firing_rates"], "lr": lr, "time_s": time.time() - t_epoch}
+        history.append(row)
+        improved = val["acc"] > best["valid_acc"]
+        if improved:
+            best = {"epoch": epoch + 1, "valid_acc": val["acc"], "valid_loss": val["loss"]}
+        state = dict(meta, model=model.state_dict(), epoch=epoch + 1, history=history, best=best,
+                     optimizer=opt.state_dict(),
+                     scheduler=sched.state_dict() if sched is not None else None)
+        if improved:
+            save_checkpoint(run_dir / "checkpoints" / "best.pt",
+                            {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+        save_checkpoint(last_path, state)
+        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        log.info("epoch %d/%d  loss %.4f  acc %.4f | valid loss %.4f  acc %.4f%s | rates %s | "
+                 "lr %.2e | %.1fs", epoch + 1, t.epochs, row["train_loss"], row["train_acc"],
+                 val["loss"], val["acc"], " *" if improved else "  ",
+                 "/".join(f"{r:.3f}" for r in val["firing_rates"]), lr, row["time_s"])
+    return {"run_dir": str(run_dir), "best": best, "epochs": t.epochs, "num_params": n_params}
+
+
+# --------------------------------------------------------------------------- evaluation
+def load_run(run_dir: PathLike, checkpoint: str = "best"):
+    """-> (cfg, info dict, model on CPU in eval mode, checkpoint dict)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    model = build_network(cfg, ckpt["in_features"], len(ckpt["info"]["labels"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return cfg, ckpt["info"], model, ckpt
+
+
+def evaluate_run(run_dir: PathLike, split: str = "test", dataset: Optional[str] = None,
+                 root: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
+                 checkpoint: str = "best", device: str = "auto", progress: bool = False,
+                 write: bool = True) -> Dict[str, Any]:
+    """Evaluate a trained run on a split; writes metrics.json, confusion PNG and report.md."""
+    run_dir = Path(run_dir)
+    cfg, info, model, ckpt = load_run(run_dir, checkpoint)
+    if dataset is not None:
+        cfg.data.name = dataset
+    if root is not None:
+        cfg.data.root = root
+    if options is not None:
+        cfg.data.options = dict(options)
+    dev = resolve_device(device)
+    data_info = build_info(cfg)
+    if list(data_info.labels) != list(info["labels"]):
+        raise ValueError(f"dataset {cfg.data.name!r} at {cfg.data.root} has labels "
+                         f"{list(data_info.labels)[:5]}... which differ from the run's "
+                         f"{list(info['labels'])[:5]}...")
+    frontend = build_frontend(cfg, data_info.sample_rate).to(dev)
+    X, y = extract_features(build_data(cfg, split), frontend, dev, cfg.train.eval_batch_size,
+                            progress, f"features {split}")
+    model.to(dev)
+    out, rates = predict(model, X, dev, cfg.train.eval_batch_size)
+    preds = out.argmax(1)
+    report = classification_report(y, preds, len(info["labels"]), info["labels"])
+    report.update({
+        "split": split, "dataset": cfg.data.name, "root": str(cfg.data.root),
+        "checkpoint": checkpoint, "epoch": ckpt["epoch"],
+        "firing_rates": [float(r) for r in rates.tolist()],
+        "num_params": ckpt.get("num_params"),
+    })
+    if write:
+        write_metrics(run_dir, split, report)
+        from .report import write_report
+        write_report(run_dir, split, report, ckpt.get("history", []))
+    return report
+
+
+def write_metrics(run_dir: Path, split: str, report: Dict[str, Any]) -> None:
+    path = Path(run_dir) / "metrics.json"
+    data: Dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, OSError):
+            data = {}
+    data[split] = report
+    atomic_write_text(path, json.dumps(data, indent=2))
