@@ -37,7 +37,7 @@ def write_wav(
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_wav() -> Callable[..., Path]:
     """``make_wav(path, seconds=0.25, sr=16000, freq=440.0, channels=1, subtype="PCM_16",
     amplitude=0.5)`` writes a sine tone and returns its path."""
@@ -46,6 +46,7 @@ def make_wav() -> Callable[..., Path]:
 
 def write_gsc_tree(
     root: Path,
+    *,
     words: Sequence[str] = ("no", "up", "yes"),
     speakers: Sequence[str] = ("aa11", "bb22", "cc33", "dd44", "ee55"),
     valid_speakers: Iterable[str] = ("dd44",),
@@ -76,7 +77,7 @@ def write_gsc_tree(
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_gsc_tree() -> Callable[..., Path]:
     """``make_gsc_tree(root, words=..., speakers=..., sr=16000, seconds=0.25,
     manifest=None)`` writes a tiny GSC-layout dataset and returns ``root``."""

@@ -131,15 +131,12 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def test_signal(n=8000, seed=0, batch=None):
+def make_signal(n=8000, seed=0, batch=None):
     rng = np.random.default_rng(seed)
     t = np.arange(n) / SR
     shape = (n,) if batch is None else (batch, n)
     base = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t + 0.3)
     return base + 0.05 * rng.standard_normal(shape)
-
-
-test_signal.__test__ = False  # helper, not a test
 
 
 # --------------------------------------------------------------------------- framing / STFT
@@ -156,7 +153,7 @@ def test_frame_params():
 @pytest.mark.parametrize("kind", ["hann", "hamming", "povey"])
 @pytest.mark.parametrize("center,pad_mode", [(True, "reflect"), (True, "constant"), (False, "reflect")])
 def test_stft_power_matches_numpy(kind, center, pad_mode):
-    x = test_signal(3000)
+    x = make_signal(3000)
     got = stft_power(torch.from_numpy(x), 512, 160, 400, window=kind, center=center, pad_mode=pad_mode)
     ref = ref_power_spec(x, 512, 160, 400, kind=kind, center=center, pad_mode=pad_mode).T
     assert got.shape == ref.shape and got.dtype == torch.float64
@@ -164,7 +161,7 @@ def test_stft_power_matches_numpy(kind, center, pad_mode):
 
 
 def test_stft_magnitude():
-    x = test_signal(2000)
+    x = make_signal(2000)
     got = stft_power(torch.from_numpy(x), 256, 100, 200, power=1.0)
     assert rel_err(got, ref_power_spec(x, 256, 100, 200, power=1.0).T) < 1e-12
 
@@ -249,7 +246,7 @@ def test_dct_orthonormal_and_matches_scipy():
 
 
 def test_log_mel_float64_matches_reference():
-    x = test_signal(8000)
+    x = make_signal(8000)
     got = log_mel(torch.from_numpy(x), SR)
     ref = ref_log_mel(x)
     assert got.shape == ref.shape == (51, 40) and got.dtype == torch.float64
@@ -257,14 +254,14 @@ def test_log_mel_float64_matches_reference():
 
 
 def test_log_mel_float32_matches_reference():
-    x = test_signal(8000)
+    x = make_signal(8000)
     got = log_mel(torch.from_numpy(x).float(), SR)
     assert got.dtype == torch.float32
     assert rel_err(got, ref_log_mel(x)) < 1e-4
 
 
 def test_mfcc_matches_reference():
-    x = test_signal(8000)
+    x = make_signal(8000)
     ref = ref_mfcc(x)
     got64 = mfcc(torch.from_numpy(x), SR)
     assert got64.shape == ref.shape == (51, 13)
@@ -273,7 +270,7 @@ def test_mfcc_matches_reference():
 
 
 def test_mfcc_lifter():
-    x = torch.from_numpy(test_signal(4000))
+    x = torch.from_numpy(make_signal(4000))
     plain = mfcc(x, SR)
     lift = mfcc(x, SR, lifter=22)
     w = 1 + 11 * np.sin(np.pi * np.arange(13) / 22)
@@ -281,7 +278,7 @@ def test_mfcc_lifter():
 
 
 def test_modules_match_reference():
-    x = test_signal(8000, seed=3)
+    x = make_signal(8000, seed=3)
     lm = LogMel(normalize="none")
     mf = MFCC(normalize="none")
     for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
@@ -300,7 +297,7 @@ def test_too_many_mel_filters_warns():
 
 
 def test_module_normalize_and_deltas_against_reference():
-    x = test_signal(8000, seed=4)
+    x = make_signal(8000, seed=4)
     static = ref_log_mel(x)
     d1 = ref_deltas(static)
     d2 = ref_deltas(d1)
@@ -318,7 +315,7 @@ def test_module_normalize_and_deltas_against_reference():
 
 
 def test_batched_equals_one_by_one():
-    xb = torch.from_numpy(test_signal(6000, seed=5, batch=3)).float()
+    xb = torch.from_numpy(make_signal(6000, seed=5, batch=3)).float()
     for mod in (LogMel(deltas=1), MFCC(deltas=2)):
         out = mod(xb)
         assert out.shape == (3, mod.num_frames(6000), mod.num_features)

@@ -260,7 +260,9 @@ def index_set(value: Any, option: str) -> Set[int]:
                 continue
             m = _RANGE.match(part)
             if not m:
-                raise ValueError(f"{option}: cannot parse {part.strip()!r} (use e.g. '5-9' or '5,6,7')")
+                raise ValueError(
+                    f"{option}: cannot parse {part.strip()!r} (use e.g. '5-9' or '5,6,7')"
+                )
             lo = int(m.group(1))
             hi = int(m.group(2)) if m.group(2) is not None else lo
             if hi < lo:

@@ -1,9 +1,13 @@
 """A minimal ctypes binding to the eSpeak NG speech synthesiser.
 
 The shared library and its data folder come from the ``espeakng-loader`` wheel, so no system
-installation of eSpeak NG is needed. eSpeak NG keeps global state and is not thread safe: create
-at most one :class:`ESpeak` per process and use it from one thread (worker processes each create
-their own).
+installation of eSpeak NG is needed. eSpeak NG keeps global state and is not thread safe: there is
+one :class:`ESpeak` per process, to be used from one thread (worker processes each get their own).
+
+Reproducibility: the engine draws random numbers (breath/aspiration noise), which ``seed`` fixes,
+and it also carries oscillator state from one utterance to the next that no API call resets. The
+same sequence of calls with the same seeds in a fresh process therefore gives identical samples,
+but the same call made at different points of a process's life may differ slightly.
 """
 from __future__ import annotations
 
@@ -17,8 +21,7 @@ import numpy as np
 
 __all__ = ["ESpeak", "list_variants", "data_path"]
 
-# espeak_AUDIO_OUTPUT
-_AUDIO_OUTPUT_RETRIEVAL = 1
+# espeak_AUDIO_OUTPUT: synchronous retrieval through the synth callback, no audio device
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 # espeak_POSITION_TYPE
 _POS_CHARACTER = 1
@@ -26,19 +29,17 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 # espeak_PARAMETER
 _RATE = 1
-_VOLUME = 2
 _PITCH = 3
 _RANGE = 4
-_WORDGAP = 7
 # espeak_ERROR
 _EE_OK = 0
-_EE_NOT_FOUND = 2
 
 _RATE_MIN, _RATE_MAX = 80, 450
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 _instance_lock = threading.Lock()
+_synth_lock = threading.RLock()  # the engine is not thread safe: one utterance at a time
 
 
 def _loader():
@@ -103,6 +104,10 @@ class ESpeak:
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.argtypes = []
         lib.espeak_Synchronize.restype = ctypes.c_int
+        self._set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
+            self._set_seed.restype = ctypes.c_int
 
         path = os.fsencode(loader.get_data_path())
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path, 0)
@@ -115,6 +120,8 @@ class ESpeak:
         lib.espeak_SetSynthCallback(self._cb)
         self._voice: Optional[str] = None
         self._known = set(list_variants())
+        #: number of utterances synthesised by this process so far
+        self.n_synth = 0
 
     def _on_samples(self, wav, numsamples, events) -> int:  # called synchronously from espeak_Synth
         if numsamples > 0 and wav:
@@ -123,6 +130,10 @@ class ESpeak:
 
     def set_voice(self, voice: str) -> None:
         """Select a voice by name, e.g. ``"en-us"``, ``"en-us+m3"``, ``"ru+f2"``."""
+        with _synth_lock:
+            self._set_voice(voice)
+
+    def _set_voice(self, voice: str) -> None:
         if voice == self._voice:
             return
         if "+" in voice:
@@ -136,15 +147,29 @@ class ESpeak:
             raise ValueError(f"unknown eSpeak NG voice {voice!r} (espeak_SetVoiceByName error {err})")
         self._voice = voice
 
+    @property
+    def can_seed(self) -> bool:
+        """Whether the library lets the random generator be seeded (``espeak_ng_SetRandSeed``)."""
+        return self._set_seed is not None
+
     def synth(self, text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50,
-              pitch_range: int = 50) -> np.ndarray:
+              pitch_range: int = 50, seed: Optional[int] = None) -> np.ndarray:
         """Synthesise ``text`` (UTF-8, any script eSpeak NG supports) and return float32 samples
         in [-1, 1] at :attr:`sample_rate`.
 
         ``rate`` is in words per minute (80..450), ``pitch`` and ``pitch_range`` are 0..100.
+        ``seed`` seeds the engine's noise generator first (ignored by libraries without
+        ``espeak_ng_SetRandSeed``, see :attr:`can_seed`).
         """
-        self.set_voice(voice)
+        with _synth_lock:
+            return self._synth(text, voice, rate, pitch, pitch_range, seed)
+
+    def _synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int,
+               seed: Optional[int]) -> np.ndarray:
+        self._set_voice(voice)
         lib = self._lib
+        if seed is not None and self._set_seed is not None:
+            self._set_seed(int(seed) & 0x7FFFFFFF)
         lib.espeak_SetParameter(_RATE, int(min(max(rate, _RATE_MIN), _RATE_MAX)), 0)
         lib.espeak_SetParameter(_PITCH, int(min(max(pitch, 0), 100)), 0)
         lib.espeak_SetParameter(_RANGE, int(min(max(pitch_range, 0), 100)), 0)
@@ -155,6 +180,7 @@ class ESpeak:
         if err != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed with error {err} for text {text!r}")
         lib.espeak_Synchronize()
+        self.n_synth += 1
         chunks, self._chunks = self._chunks, []
         if not chunks:
             return np.zeros(0, dtype=np.float32)

@@ -113,7 +113,9 @@ class FolderLoader(DatasetLoader):
     allow_multichannel = True
 
     # -- scanning ----------------------------------------------------------------------
-    def _scan(self, root: Path) -> Tuple[Optional[Dict[str, Path]], Dict[str, Dict[str, List[Path]]]]:
+    def _scan(
+        self, root: Path
+    ) -> Tuple[Optional[Dict[str, Path]], Dict[str, Dict[str, List[Path]]]]:
         """(split folders or None, {pool name: {class: files}}); pool "all" for hashing."""
         folders = split_folders(root)
         if folders is None:
@@ -188,7 +190,9 @@ class FolderLoader(DatasetLoader):
                 m = pattern.search(path.name)
                 if m is not None:
                     key = m.group(1) if m.groups() else m.group(0)
-            return hash_fraction(key if key is not None else path.relative_to(base).as_posix(), seed)
+            if key is None:
+                key = path.relative_to(base).as_posix()
+            return hash_fraction(key, seed)
 
         items: Items = []
         if folders is None:

@@ -10,8 +10,9 @@ Layout::
 Every file listed in neither list is in "train". Labels are the sorted class folder
 names. ``gsc`` is 16 kHz with 1 s clips (the 35-word v2 task). ``synth`` is the same
 layout as written by ``spikekws synth``; its sample rate and clip length come from
-``root/manifest.json`` ({"sample_rate": ..., "clip_seconds": ...}) and default to
-16000 Hz / 1.0 s for a folder without a manifest that has both list files.
+``root/manifest.json`` (keys ``sample_rate`` / ``clip_seconds``, at the top level or
+inside the ``args`` object the generator writes) and default to 16000 Hz / 1.0 s for a
+folder without a manifest that has both list files.
 """
 from __future__ import annotations
 
@@ -118,8 +119,9 @@ class SynthLoader(GSCLoader):
             if (root / VALID_LIST).is_file() and (root / TEST_LIST).is_file():
                 return GSCLoader.sample_rate, GSCLoader.clip_seconds
             raise ValueError(
-                f"{root} does not look like a synth dataset (no {MANIFEST}, no "
-                f"{VALID_LIST}/{TEST_LIST}); create it with: spikekws synth --out {root}"
+                f"{root} does not look like a finished synth dataset (no {MANIFEST}, no "
+                f"{VALID_LIST}/{TEST_LIST}; an interrupted generation?); create or resume "
+                f"it with: spikekws synth --out {root}"
             )
         try:
             with open(manifest, encoding="utf-8") as fh:
@@ -128,11 +130,21 @@ class SynthLoader(GSCLoader):
             raise ValueError(f"cannot read {manifest}: {exc}") from exc
         if not isinstance(meta, dict):
             raise ValueError(f"{manifest} must hold a JSON object, got {type(meta).__name__}")
-        sample_rate = positive_int(
-            meta.get("sample_rate", GSCLoader.sample_rate), f"sample_rate in {manifest}", self.name
-        )
+        # The generator stores its arguments under "args"; top-level keys are accepted too.
+        args = meta.get("args") if isinstance(meta.get("args"), dict) else {}
+        values = {}
+        defaults = {"sample_rate": GSCLoader.sample_rate, "clip_seconds": GSCLoader.clip_seconds}
+        for key, default in defaults.items():
+            if key in meta:
+                values[key] = meta[key]
+            elif key in args:
+                values[key] = args[key]
+            else:
+                log.warning("%s has no %r; assuming %s", manifest, key, default)
+                values[key] = default
+        sample_rate = positive_int(values["sample_rate"], f"sample_rate in {manifest}", self.name)
         clip_seconds = positive_number(
-            meta.get("clip_seconds", GSCLoader.clip_seconds), f"clip_seconds in {manifest}", self.name
+            values["clip_seconds"], f"clip_seconds in {manifest}", self.name
         )
         return sample_rate, clip_seconds
 

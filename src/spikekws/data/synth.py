@@ -19,8 +19,9 @@ Folder names are ASCII. English words are used as they are; Russian words are tr
 suffix ``_ru`` (``стоп`` -> ``stop_ru``).
 
 Everything is derived from ``seed``: the same arguments give byte-identical files whatever the
-number of worker processes. The clip of (speaker, word, repetition) depends only on the seed,
-that triple and the audio arguments, not on which other words or speakers are generated.
+number of worker processes. Each speaker is synthesised in a fresh process (eSpeak NG carries
+state from one utterance to the next), so a clip depends on the seed, its speaker, word and
+repetition, the audio arguments, and the vocabulary of the run, but not on the other speakers.
 
 Resampling from the engine rate (22050 Hz) always uses the numpy implementation
 :func:`resample_poly` (equal to ``scipy.signal.resample_poly`` up to rounding), so the output does
@@ -29,6 +30,7 @@ not depend on whether the optional scipy is installed.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -371,13 +373,14 @@ def _make_clip(engine, spk: _Speaker, text: str, lang: str, k: int, cfg: Dict[st
     snr = cfg["snr_db"]
     snr_db = float(rng.uniform(snr[0], snr[1])) if snr is not None else None
     pos_u = float(rng.random())
+    engine_seed = int(rng.integers(1, 2**31 - 1))
 
     g = math.gcd(sr, engine.sample_rate)
     up, down = sr // g, engine.sample_rate // g
     target = int(0.95 * n_clip)
     word = np.zeros(0)
     for _ in range(4):
-        raw = engine.synth(text, spk.voice(lang), rate, pitch, spk.range)
+        raw = engine.synth(text, spk.voice(lang), rate, pitch, spk.range, seed=engine_seed)
         word = resample_poly(_trim(raw.astype(np.float64), engine.sample_rate), up, down)
         if word.size <= target or rate >= _MAX_RATE:
             break
@@ -400,6 +403,8 @@ def _make_clip(engine, spk: _Speaker, text: str, lang: str, k: int, cfg: Dict[st
         top = float(np.max(np.abs(clip)))
         if top > 0.999:
             clip *= 0.999 / top
+    else:
+        log.warning("eSpeak NG produced no audio for %r with voice %r", text, spk.voice(lang))
     return clip
 
 
@@ -418,6 +423,10 @@ def _run_speaker(job: Tuple[_Speaker, List[Tuple[str, str, str]], Dict[str, Any]
 
     spk, words, cfg = job
     engine = ESpeak()
+    if engine.n_synth:
+        raise RuntimeError("speaker jobs must run in a fresh process (see _run_jobs)")
+    if not engine.can_seed:
+        log.warning("this eSpeak NG library lacks espeak_ng_SetRandSeed: clips are not reproducible")
     out = Path(cfg["out_dir"])
     written = []
     # group by language to limit voice switches
@@ -425,8 +434,11 @@ def _run_speaker(job: Tuple[_Speaker, List[Tuple[str, str, str]], Dict[str, Any]
         for k in range(cfg["per_speaker"]):
             clip = _make_clip(engine, spk, text, lang, k, cfg)
             rel = f"{folder}/{spk.id}_nohash_{k}.wav"
-            sf.write(str(out / rel), _to_pcm16(clip), cfg["sample_rate"], subtype="PCM_16",
-                     format="WAV")
+            # encode in memory and write once: much faster than letting libsndfile write the file
+            buf = io.BytesIO()
+            sf.write(buf, _to_pcm16(clip), cfg["sample_rate"], subtype="PCM_16", format="WAV")
+            with open(out / rel, "wb") as f:
+                f.write(buf.getvalue())
             written.append(rel)
     return written
 
@@ -565,9 +577,9 @@ def generate(out_dir: Union[str, os.PathLike], langs: Union[str, Sequence[str]] 
 
     A finished dataset is recognised by its ``manifest.json``: calling again with the same
     arguments returns at once; different arguments raise ``ValueError``. A folder left by an
-    interrupted run is completed by regenerating into it. Worker processes are started with the
-    ``spawn`` method, so a script calling this with ``workers > 1`` needs the usual
-    ``if __name__ == "__main__":`` guard.
+    interrupted run is completed by regenerating into it. Every speaker is synthesised in a new
+    process (forked from a ``forkserver``; ``spawn`` on Windows), also when ``workers=1``, so a
+    script calling this needs the usual ``if __name__ == "__main__":`` guard.
     """
     a = _check_args(langs, words, speakers, per_speaker, seed, sample_rate, clip_seconds,
                     valid_fraction, test_fraction, snr_db, workers)
@@ -663,14 +675,18 @@ def _remove_stale(out: Path, expected: set) -> None:
 
 
 def _run_jobs(jobs: List[Any], n_workers: int, total: int, progress: bool) -> None:
+    """Run each speaker job in a fresh process (eSpeak NG output depends on what the process
+    synthesised before), ``n_workers`` at a time."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc="synth", unit="clip", disable=not progress, leave=False) as bar:
-        if n_workers <= 1:
-            for job in jobs:
-                bar.update(len(_run_speaker(job)))
-            return
+    methods = mp.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        # the server imports these once; the processes forked from it start ready to work
+        ctx.set_forkserver_preload(["__main__", __name__, f"{__package__}.espeak", "soundfile"])
+    else:  # pragma: no cover - Windows
         ctx = mp.get_context("spawn")
-        with ctx.Pool(n_workers) as pool:
+    with tqdm(total=total, desc="synth", unit="clip", disable=not progress, leave=False) as bar:
+        with ctx.Pool(n_workers, maxtasksperchild=1) as pool:
             for done in pool.imap_unordered(_run_speaker, jobs, chunksize=1):
                 bar.update(len(done))

@@ -67,14 +67,19 @@ class SpikingLinear(nn.Module):
     def out_features(self) -> int:
         return self.hidden_size * (2 if self.bidirectional else 1)
 
-    def forward(self, x: torch.Tensor, state=None):
-        """x: [T, B, in] -> (spikes [T, B, out], final neuron state)."""
+    def spikes(self, x: torch.Tensor, state=None):
+        """Like :meth:`forward` without dropout: the emitted spikes (for firing rates)."""
         if self.bidirectional:
             x = torch.cat([x, x.flip(0)], dim=1)
         s, state = self.neuron(self.norm(self.linear(x)), state)
         if self.bidirectional:
             fwd, bwd = s.chunk(2, dim=1)
             s = torch.cat([fwd, bwd.flip(0)], dim=2)
+        return s, state
+
+    def forward(self, x: torch.Tensor, state=None):
+        """x: [T, B, in] -> (spikes [T, B, out], final neuron state)."""
+        s, state = self.spikes(x, state)
         return self.dropout(s), state
 
     def step(self, x_t: torch.Tensor, state=None):

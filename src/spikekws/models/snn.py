@@ -76,8 +76,9 @@ class SNN(nn.Module):
         h = self._check(x)
         rates = []
         for layer in self.layers:
-            h, _ = layer(h)
-            rates.append(h.mean())
+            s, _ = layer.spikes(h)
+            rates.append(s.mean())  # before dropout, whose 1/(1-p) scaling is not firing
+            h = layer.dropout(s)
         firing_rates = torch.stack(rates) if rates else x.new_zeros(0)
         if self.readout is not None:
             return self.readout(h), firing_rates
