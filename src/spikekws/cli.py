@@ -22,7 +22,7 @@ USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectory
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("spikekws")
@@ -40,8 +40,14 @@ def _parse_kv(items: Optional[List[str]]) -> dict:
 def cmd_synth(args: argparse.Namespace) -> int:
     from .data.synth import generate
     langs = tuple(s.strip() for s in args.lang.split(",") if s.strip())
+    words = None
+    if args.words is not None:
+        words = [w.strip() for w in args.words.split(",") if w.strip()]
+        if not words:
+            raise ValueError("--words needs at least one word (comma-separated)")
     out = generate(args.out, langs=langs, speakers=args.speakers, per_speaker=args.per_speaker,
-                   seed=args.seed, workers=args.workers, progress=not args.no_progress)
+                   seed=args.seed, workers=args.workers, progress=not args.no_progress,
+                   words=words)
     print(f"synthetic dataset ready: {out}")
     return 0
 
@@ -117,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lang", default="en", help="en, ru or en,ru (default: en)")
     s.add_argument("--speakers", type=int, default=100)
     s.add_argument("--per-speaker", type=int, default=1, help="clips per word and speaker")
+    s.add_argument("--words", default=None,
+                   help="comma-separated subset of the vocabulary (or new words); default: all")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--no-progress", action="store_true")
