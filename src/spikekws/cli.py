@@ -90,6 +90,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert.runner import convert_run, markdown_table
+    rep = convert_run(args.run, timesteps=args.timesteps, calibration=args.calibration,
+                      shift=args.shift, per_channel=args.per_channel, percentile=args.percentile,
+                      calibration_samples=args.calibration_samples, checkpoint=args.checkpoint,
+                      device=args.device, batch_size=args.batch_size, integer=args.integer,
+                      seed=args.seed, progress=not args.no_progress)
+    print(markdown_table(rep))
+    run = Path(args.run)
+    print(f"wrote {run / 'conversion.json'}, {run / 'conversion.md'} and {run / 'conversion.png'}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .data import list_datasets
     from .features import FEATURES
@@ -148,6 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("convert", help="convert a trained ANN run (cnn2d, mlp) to a spiking network "
+                                        "and tabulate accuracy vs time steps")
+    c.add_argument("run", help="run directory")
+    c.add_argument("--timesteps", default="16,32,50,100,200",
+                   help="comma-separated numbers of time steps (default: 16,32,50,100,200)")
+    c.add_argument("--calibration", default="mse", choices=("mse", "max", "percentile", "qcfs"),
+                   help="threshold per layer: mse (ReLU vs ClipFloor), max, percentile, or the "
+                        "learned clip value of a QCFS model (default: mse)")
+    c.add_argument("--percentile", type=float, default=99.9,
+                   help="percentile for --calibration percentile (default: 99.9)")
+    c.add_argument("--shift", action="store_true",
+                   help="start membranes at half the threshold (rounding instead of flooring)")
+    c.add_argument("--per-channel", action="store_true",
+                   help="one int8 weight scale per output channel (default: per layer)")
+    c.add_argument("--calibration-samples", type=int, default=512,
+                   help="training clips used to calibrate thresholds (default: 512)")
+    c.add_argument("--integer", action="store_true",
+                   help="evaluate the SNN with the integer-only simulation (slower)")
+    c.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    c.add_argument("--device", default="auto")
+    c.add_argument("--batch-size", type=int, default=None)
+    c.add_argument("--seed", type=int, default=0, help="seed of the calibration subset")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_convert)
 
     ls = sub.add_parser("list", help="list registered datasets, features, models, neurons, surrogates")
     ls.add_argument("what", nargs="?", default=None)

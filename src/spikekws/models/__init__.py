@@ -13,6 +13,7 @@ from ..registry import Registry
 MODELS: Registry = Registry("model")
 
 from . import snn as _snn  # noqa: E402,F401  (registers "snn")
+from . import ann as _ann  # noqa: E402,F401  (registers "mlp", "rnn", "gru", "ligru", "cnn2d")
 from .snn import SNN  # noqa: E402
 
 

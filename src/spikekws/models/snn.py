@@ -25,6 +25,8 @@ class SNN(nn.Module):
     spiking layer and step.
     """
 
+    spiking = True
+
     def __init__(
         self,
         input_shape: Sequence[int],

@@ -57,10 +57,14 @@ def plot_history(history: List[Dict[str, Any]], path: Path) -> None:
     for i in range(n_layers):
         axes[2].plot(ep, [h["firing_rates"][i] for h in history], label=f"layer {i}")
     axes[2].set_title("firing rate (valid)")
+    if n_layers == 0:
+        axes[2].text(0.5, 0.5, "non-spiking model", ha="center", va="center",
+                     transform=axes[2].transAxes, color="gray")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
