@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/spikekws synth --out $(DATA) --lang en
+	$(VENV)/bin/spikekws synth --out $(DATA) --lang en --speakers 200
 	$(VENV)/bin/spikekws train $(CONFIG) data.root=$(DATA) --out $(RUN)
 	$(VENV)/bin/spikekws evaluate $(RUN) --split test
 
