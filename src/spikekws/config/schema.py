@@ -62,6 +62,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch default
     cache_features: bool = True
+    # Feature-level augmentation of training batches (spikekws.features.augment.FeatureAugment
+    # options, e.g. {freq_warp: [0.9, 1.1], time_stretch: [0.85, 1.15], shift: 0.1}).
+    augment: Dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 256
     progress: bool = True
 

@@ -77,6 +77,17 @@ def build_network(cfg: Config, in_features: int, num_classes: int) -> nn.Module:
                        surrogate=m.surrogate, **m.options)
 
 
+def build_augment(options: Dict[str, Any]):
+    """Training-time feature augmentation from ``train.augment`` (None when empty)."""
+    if not options:
+        return None
+    from ..features.augment import FeatureAugment
+    try:
+        return FeatureAugment(**options)
+    except TypeError as e:
+        raise TypeError(f"train.augment: {e}") from None
+
+
 @torch.no_grad()
 def extract_features(dataset, frontend: nn.Module, device: torch.device, batch_size: int = 256,
                      progress: bool = False, desc: str = "features") -> Tuple[torch.Tensor, torch.Tensor]:
@@ -196,6 +207,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     torch.manual_seed(cfg.train.seed)
     model = build_network(cfg, Xtr.shape[-1], info.num_classes).to(device)
     opt, sched = _make_optimizer(cfg, model)
+    augment = build_augment(cfg.train.augment)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     start_epoch, history = 0, []
@@ -223,11 +235,14 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         torch.manual_seed(t.seed * 1_000_003 + epoch)
         order = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
         model.train()
+        aug_gen = torch.Generator().manual_seed(t.seed * 104_729 + epoch)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(list(_batches(len(Xtr), t.batch_size, order)), desc=f"epoch {epoch + 1}/{t.epochs}",
                    disable=not t.progress, leave=False, unit="batch")
         for idx in bar:
             x, y = Xtr[idx].to(device), ytr[idx].to(device)
+            if augment is not None:
+                x = augment(x, aug_gen)
             out, rates = model(x)
             loss = classification_loss(out, y)
             total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
