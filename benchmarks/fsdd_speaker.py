@@ -5,6 +5,11 @@ turn; prints a table and writes JSON. Usage::
 
     python benchmarks/fsdd_speaker.py [--root ../shared/data/fsdd] [--config configs/fsdd.yaml]
         [--out benchmarks/results/fsdd_speaker.json] [override ...]
+
+With a ``mix`` config (e.g. ``--config configs/fsdd_mix.yaml --out
+benchmarks/results/fsdd_speaker_mix.json``) the FSDD settings go to the mix's primary
+dataset, and every ``synth`` extra dataset whose folder is missing is generated first
+(8 kHz English digits, 200 speakers unless the folder name says otherwise; see the config).
 """
 from __future__ import annotations
 
@@ -18,6 +23,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def ensure_synth_extras(cfg) -> None:
+    """Generate the synthetic digit folders a ``mix`` config's ``synth`` extras point to."""
+    from spikekws.data.synth import generate
+
+    extras = cfg.data.options.get("extra") or []
+    for spec in extras:
+        if spec.get("name") != "synth":
+            continue
+        root = Path(spec["root"])
+        if (root / "manifest.json").exists():
+            continue
+        words = [w for w in spec.get("label_map", {}) if w in DIGIT_WORDS] or list(DIGIT_WORDS)
+        print(f"generating synthetic digits in {root}", flush=True)
+        generate(root, words=words, speakers=200, sample_rate=8000, workers=1, progress=False)
 
 
 def main() -> int:
@@ -41,9 +63,13 @@ def main() -> int:
     speakers = [s for s in args.speakers.split(",") if s]
     runs_dir = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="fsdd-bench-"))
     rows = []
+    is_mix = load_config(args.config).data.name == "mix"
+    prefix = "data.options.primary.options" if is_mix else "data.options"
     for spk in speakers:
-        cfg = load_config(args.config, [f"data.root={root}", f"data.options.test_speakers={spk}",
+        cfg = load_config(args.config, [f"data.root={root}", f"{prefix}.test_speakers={spk}",
                                         "train.progress=false", *args.overrides])
+        if is_mix:
+            ensure_synth_extras(cfg)
         t0 = time.time()
         summary = train_run(cfg, runs_dir / f"test-{spk}")
         rep = evaluate_run(runs_dir / f"test-{spk}", split="test")

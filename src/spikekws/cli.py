@@ -46,8 +46,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         if not words:
             raise ValueError("--words needs at least one word (comma-separated)")
     out = generate(args.out, langs=langs, speakers=args.speakers, per_speaker=args.per_speaker,
-                   seed=args.seed, workers=args.workers, progress=not args.no_progress,
-                   words=words)
+                   seed=args.seed, sample_rate=args.sample_rate, workers=args.workers,
+                   progress=not args.no_progress, words=words)
     print(f"synthetic dataset ready: {out}")
     return 0
 
@@ -103,6 +103,42 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .data.download import DownloadError, download_dataset
+    try:
+        root = download_dataset(args.name, args.to, base_url=args.base_url,
+                                keep_archives=args.keep_archives, timeout=args.timeout,
+                                progress=not args.no_progress)
+    except DownloadError as e:
+        print(f"spikekws: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.name} ready: use data.name={args.name} data.root={root}")
+    return 0
+
+
+def cmd_spikify(args: argparse.Namespace) -> int:
+    from .data.spikify import spikify
+    name = args.dataset_opt or args.dataset
+    if not name:
+        raise ValueError("spikify needs the source dataset name (e.g. spikekws spikify synth "
+                         "--root data/synth --to data/synth-spikes)")
+    if args.dataset and args.dataset_opt and args.dataset != args.dataset_opt:
+        raise ValueError(f"two source datasets given: {args.dataset!r} and --dataset "
+                         f"{args.dataset_opt!r}")
+    if args.root is None:
+        raise ValueError("spikify needs --root, the source dataset's folder")
+    summary = spikify(name, args.root, args.to, encoder=args.encoder,
+                      encoder_options=_parse_kv(args.encoder_option),
+                      features=args.features, feature_options=_parse_kv(args.feature_option),
+                      options=_parse_kv(args.option), batch_size=args.batch_size, seed=args.seed,
+                      overwrite=args.overwrite, progress=not args.no_progress)
+    counts = ", ".join(f"{k} {v['samples']}" for k, v in summary["splits"].items())
+    print(f"wrote spike files to {args.to} ({counts}; {summary['num_channels']} channels, "
+          f"{summary['num_steps']} steps of {summary['dt'] * 1e3:g} ms): train with "
+          f"data.name=shd data.root={args.to}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .data import list_datasets
     from .features import FEATURES
@@ -139,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--words", default=None,
                    help="comma-separated subset of the vocabulary (or new words); default: all")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sample-rate", type=int, default=16000, help="output sample rate in Hz")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_synth)
@@ -186,6 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the calibration subset")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_convert)
+
+    d = sub.add_parser("download", help="download a benchmark dataset (checksummed, resumable)")
+    d.add_argument("name", help="shd, ssc, hd, gsc, gsc12 or fsdd")
+    d.add_argument("--to", required=True, help="target folder")
+    d.add_argument("--base-url", default=None, help="mirror to use instead of the official URL")
+    d.add_argument("--keep-archives", action="store_true", help="keep the archives after unpacking")
+    d.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_download)
+
+    sp = sub.add_parser("spikify", help="convert an audio dataset to SHD-format spike files "
+                                         "(features + spike encoder)")
+    sp.add_argument("dataset", nargs="?", default=None, help="source dataset name (e.g. synth)")
+    sp.add_argument("--dataset", dest="dataset_opt", default=None, help="same as the positional name")
+    sp.add_argument("--root", default=None, help="source dataset folder")
+    sp.add_argument("--to", required=True, help="output folder (train.h5, valid.h5, test.h5)")
+    sp.add_argument("--encoder", default="rate", help="rate, latency or delta (default: rate)")
+    sp.add_argument("--encoder-option", action="append", help="encoder argument key=value (repeatable)")
+    sp.add_argument("--features", default="logmel", help="front-end (default: logmel)")
+    sp.add_argument("--feature-option", action="append", help="front-end argument key=value (repeatable)")
+    sp.add_argument("--option", action="append", help="dataset option key=value (repeatable)")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--seed", type=int, default=0, help="seed of random encoders")
+    sp.add_argument("--overwrite", action="store_true")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_spikify)
 
     ls = sub.add_parser("list", help="list registered datasets, features, models, neurons, surrogates")
     ls.add_argument("what", nargs="?", default=None)

@@ -148,7 +148,7 @@ def convert_run(run_dir: PathLike, timesteps: Union[str, Sequence[int]] = (16, 3
     dev = resolve_device(device)
     bs = int(batch_size or cfg.train.eval_batch_size)
     data_info = build_info(cfg)
-    frontend = build_frontend(cfg, data_info.sample_rate).to(dev)
+    frontend = build_frontend(cfg, data_info.sample_rate, data_info.kind).to(dev)
     Xtr, _ = extract_features(build_data(cfg, "train"), frontend, dev, cfg.train.eval_batch_size,
                               progress, "features train")
     Xte, yte = extract_features(build_data(cfg, "test"), frontend, dev, cfg.train.eval_batch_size,

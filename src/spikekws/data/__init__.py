@@ -8,8 +8,11 @@ Quick use::
     train = build_dataset("fsdd", "../shared/data/fsdd", "train", split_mode="speaker")
     wave, label = train[0]      # float32 [info.clip_samples], int
 
-Datasets (``list_datasets()``): ``gsc``, ``synth``, ``fsdd``, ``folder``. See
-:mod:`spikekws.data.datasets` for the registry contract and how to add one.
+Datasets (``list_datasets()``): audio ``gsc``, ``gsc12``, ``synth``, ``fsdd``, ``hd``,
+``rusc``, ``folder``; spikes (``info.kind == "spikes"``, items ``(x [T, C], label)``)
+``shd``, ``ssc``. See :mod:`spikekws.data.datasets` for the registry contract and how to
+add one, :mod:`spikekws.data.augment` for the ``augment`` option,
+:mod:`spikekws.data.download` and :mod:`spikekws.data.spikify` for the CLI helpers.
 """
 from __future__ import annotations
 
@@ -27,14 +30,26 @@ from .datasets import (  # noqa: I001
 from .audio import AUDIO_EXTENSIONS, AudioError, check_audio, fix_length, load_audio
 from .base import SPLITS, AudioDataset, DatasetInfo, check_split
 
+# Loader modules register themselves on import.
+from . import gsc12 as _gsc12  # noqa: E402,F401
+from . import hd as _hd  # noqa: E402,F401
+from . import mix as _mix  # noqa: E402,F401
+from . import rusc as _rusc  # noqa: E402,F401
+from . import shd as _shd  # noqa: E402,F401
+from .augment import Augment, build_augment  # noqa: E402
+from .spikes import SpikeDataset  # noqa: E402
+
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "Augment",
     "AudioDataset",
     "AudioError",
     "DATASETS",
     "DatasetInfo",
     "DatasetLoader",
     "SPLITS",
+    "SpikeDataset",
+    "build_augment",
     "build_dataset",
     "build_splits",
     "check_audio",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -12,15 +12,28 @@ from torch.utils.data import Dataset
 from .audio import AudioError, check_audio, fix_length, load_audio
 
 
+#: Values of :attr:`DatasetInfo.kind`.
+DATASET_KINDS: Tuple[str, ...] = ("audio", "spikes")
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model and trainer need to know about a dataset (never hard-code these)."""
+    """What a model and trainer need to know about a dataset (never hard-code these).
+
+    ``kind`` says what an item holds: ``"audio"``: ``(wave [clip_samples], label)``;
+    ``"spikes"``: ``(x [num_steps, num_channels], label)``, binned event counts that
+    need no feature front-end. For spike datasets ``sample_rate`` is the number of time
+    bins per second (rounded) and ``clip_seconds`` the binned duration.
+    """
 
     name: str
     labels: Tuple[str, ...]
     sample_rate: int
     has_valid: bool
     clip_seconds: float
+    kind: str = "audio"
+    num_channels: int = 0
+    num_steps: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -28,6 +41,9 @@ class DatasetInfo:
 
     @property
     def clip_samples(self) -> int:
+        """Samples per clip (audio), or time bins per item (spikes)."""
+        if self.kind == "spikes":
+            return int(self.num_steps)
         return int(round(self.clip_seconds * self.sample_rate))
 
 
@@ -73,6 +89,11 @@ class AudioDataset(Dataset):
             ValueError is raised.
         allow_multichannel: average multichannel files to mono (else they are errors).
         length_mode: "center" or "start", how clips are cropped/padded.
+        augment: an :class:`~spikekws.data.augment.Augment` (see
+            :func:`~spikekws.data.augment.build_augment`) applied to the waveforms of the
+            "train" split only; ignored for "valid"/"test". Each item gets its own
+            generator seeded from ``(augment.seed, epoch, index)`` (:meth:`set_epoch`), so
+            results do not depend on worker processes or reading order.
     """
 
     def __init__(
@@ -83,6 +104,7 @@ class AudioDataset(Dataset):
         on_error: str = "raise",
         allow_multichannel: bool = True,
         length_mode: str = "center",
+        augment: Optional[Any] = None,
     ) -> None:
         self.info = info
         self.split = check_split(split)
@@ -91,6 +113,10 @@ class AudioDataset(Dataset):
         if length_mode not in ("center", "start"):
             raise ValueError(f"length_mode must be 'center' or 'start', got {length_mode!r}")
         self.length_mode = length_mode
+        if augment is not None:
+            augment.check_kind("audio")
+        self.augment = augment if self.split == "train" else None
+        self.epoch = 0
         self.items: List[Tuple[Path, int]] = []
         for path, label in items:
             label = int(label)
@@ -149,6 +175,19 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of ``epoch`` (no effect without augmentation)."""
+        self.epoch = int(epoch)
+
+    def _finish(self, wave: torch.Tensor, index: int) -> torch.Tensor:
+        """Crop/pad ``wave`` to the clip length, augmenting it on the train split."""
+        if self.augment is None:
+            return fix_length(wave, self.info.clip_samples, self.length_mode)
+        rng = self.augment.generator(self.epoch, index)
+        return self.augment.wave(
+            wave, self.info.sample_rate, self.info.clip_samples, rng, self.length_mode
+        )
+
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         path, label = self.items[index]
         wave = load_audio(
@@ -156,7 +195,7 @@ class AudioDataset(Dataset):
             expected_sample_rate=self.info.sample_rate,
             allow_multichannel=self.allow_multichannel,
         )
-        return fix_length(wave, self.info.clip_samples, self.length_mode), label
+        return self._finish(wave, index), label
 
     def labels_tensor(self) -> torch.Tensor:
         """All labels as a LongTensor ``[len(self)]`` (no audio is read)."""

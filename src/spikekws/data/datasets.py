@@ -52,8 +52,9 @@ Items = List[Tuple[Path, int]]
 #: name -> loader object with ``info(root, **options)`` and ``load(root, split, **options)``.
 DATASETS: Registry[Any] = Registry("dataset")
 
-#: Options every :class:`DatasetLoader` accepts, with their defaults.
-COMMON_OPTIONS: Mapping[str, Any] = {"on_error": "raise"}
+#: Options every :class:`DatasetLoader` accepts, with their defaults. ``augment`` is a
+#: spec for :func:`~spikekws.data.augment.build_augment` (train split only).
+COMMON_OPTIONS: Mapping[str, Any] = {"on_error": "raise", "augment": None}
 
 
 class DatasetLoader:
@@ -90,6 +91,10 @@ class DatasetLoader:
         opts = dict(known)
         opts.update(options)
         check_on_error(opts["on_error"])
+        if opts["augment"] is not None:
+            from .augment import build_augment
+
+            opts["augment"] = build_augment(opts["augment"])
         return opts
 
     def check_root(self, root: PathLike) -> Path:
@@ -122,6 +127,7 @@ class DatasetLoader:
             split,
             on_error=opts["on_error"],
             allow_multichannel=self.allow_multichannel,
+            augment=opts["augment"],
         )
 
     # -- hooks -----------------------------------------------------------------------

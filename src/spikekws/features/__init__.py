@@ -1,7 +1,9 @@
 """Audio front-ends: log-mel / MFCC features, deltas, normalisation and resampling.
 
 Functional forms live in :mod:`spikekws.features.functional`; ``nn.Module`` forms and
-the feature registry in :mod:`spikekws.features.transforms`. All outputs are
+the feature registry in :mod:`spikekws.features.transforms` (plus ``"none"``, the
+pass-through front-end of spike datasets, in :mod:`spikekws.features.identity`); spike
+encoders (features -> spikes) in :mod:`spikekws.features.encoders`. All outputs are
 time-first: ``[B, N]`` waveforms become ``[B, T, F]`` features.
 """
 from __future__ import annotations
@@ -27,10 +29,26 @@ from .functional import (
     stft_power,
 )
 from .transforms import FEATURES, MFCC, NORMALIZE_MODES, LogMel, build_features, feature_kwargs
+from .identity import Identity  # noqa: E402  (registers the "none" front-end)
+from .encoders import (  # noqa: E402
+    ENCODERS,
+    DeltaEncoder,
+    LatencyEncoder,
+    RateEncoder,
+    build_encoder,
+    encoder_kwargs,
+)
 
 __all__ = [
     "functional",
+    "ENCODERS",
     "FEATURES",
+    "DeltaEncoder",
+    "Identity",
+    "LatencyEncoder",
+    "RateEncoder",
+    "build_encoder",
+    "encoder_kwargs",
     "LogMel",
     "MFCC",
     "NORMALIZE_MODES",

@@ -50,7 +50,7 @@ class _SpikingNeuron(nn.Module):
         surrogate: Union[str, Surrogate] = "boxcar",
         learn_tau: bool = True,
         detach_reset: bool = False,
-        backend: str = "torch",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if int(size) <= 0:
@@ -190,7 +190,7 @@ class IF(nn.Module):
     """Integrate-and-fire with reset by subtraction (no leak, no learned parameters)."""
 
     def __init__(self, size: Optional[int] = None, *, v_threshold: float = 1.0,
-                 surrogate: Union[str, Surrogate] = "boxcar", backend: str = "torch", **_ignored) -> None:
+                 surrogate: Union[str, Surrogate] = "boxcar", backend: str = "auto", **_ignored) -> None:
         super().__init__()
         if not v_threshold > 0:
             raise ValueError(f"v_threshold must be positive, got {v_threshold}")
@@ -212,7 +212,7 @@ class LI(nn.Module):
     """Non-spiking leaky integrator (readout membrane). forward: x [T,B,H] -> (v [T,B,H], state)."""
 
     def __init__(self, size: int, *, dt: float = 0.01, tau_mem: Range = (0.05, 0.25),
-                 learn_tau: bool = True, backend: str = "torch") -> None:
+                 learn_tau: bool = True, backend: str = "auto") -> None:
         super().__init__()
         self.size = int(size)
         self.dt = float(dt)

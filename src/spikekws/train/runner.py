@@ -63,8 +63,10 @@ def build_info(cfg: Config):
     return dataset_info(cfg.data.name, cfg.data.root, **cfg.data.options)
 
 
-def build_frontend(cfg: Config, sample_rate: int) -> nn.Module:
+def build_frontend(cfg: Config, sample_rate: int, kind: str = "audio") -> nn.Module:
     from ..features import build_features
+    if kind == "spikes":  # spike datasets yield binned events [T, C]: nothing to extract
+        return build_features("none")
     return build_features(cfg.features.name, sample_rate=sample_rate, **cfg.features.options)
 
 
@@ -196,7 +198,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     seed_everything(cfg.train.seed)
 
     info = build_info(cfg)
-    frontend = build_frontend(cfg, info.sample_rate).to(device)
+    frontend = build_frontend(cfg, info.sample_rate, info.kind).to(device)
     t0 = time.time()
     Xtr, ytr = extract_features(build_data(cfg, "train"), frontend, device,
                                 cfg.train.eval_batch_size, cfg.train.progress, "features train")
@@ -320,7 +322,7 @@ def evaluate_run(run_dir: PathLike, split: str = "test", dataset: Optional[str] 
         raise ValueError(f"dataset {cfg.data.name!r} at {cfg.data.root} has labels "
                          f"{list(data_info.labels)[:5]}... which differ from the run's "
                          f"{list(info['labels'])[:5]}...")
-    frontend = build_frontend(cfg, data_info.sample_rate).to(dev)
+    frontend = build_frontend(cfg, data_info.sample_rate, data_info.kind).to(dev)
     X, y = extract_features(build_data(cfg, split), frontend, dev, cfg.train.eval_batch_size,
                             progress, f"features {split}")
     model.to(dev)

@@ -1,17 +1,42 @@
 """Neuron kernels: ``<neuron>_step`` and ``<neuron>_scan``, the only time loops.
 
-Each scan dispatches on ``backend`` through the :data:`BACKENDS` dict; ``"torch"`` is the
-plain reference that defines correctness.
+Each scan dispatches on ``backend`` through the :data:`BACKENDS` dict:
+
+- ``"torch"``: the plain reference (a Python loop of ``<neuron>_step``); it defines
+  correctness and runs on any device.
+- ``"cpp"``: fused CPU kernels (:mod:`.backends.cpp`), built on first use; inputs they do
+  not cover (unknown surrogates, ...) and failed builds fall back to the reference.
+- ``"auto"``: per call, the first backend in :data:`AUTO_PREFERENCE` for the input's device
+  type that is available, else the reference.
+
+A neuron missing from a backend's table uses the reference.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 from .adlif import adlif_init, adlif_scan_torch, adlif_step
+from .backends import cpp as _cpp
 from .if_ import if_scan_torch, if_step
 from .li import li_scan_torch, li_step
 from .lif import lif_init, lif_scan_torch, lif_step
 from .state import AdLIFState, LIFState, LIState
+
+
+def _cpu_only(neuron: str, scan: Callable) -> Callable:
+    """An explicit ``backend="cpp"`` on another device is a user error, not a fallback."""
+
+    def checked(x, *args):
+        if x.device.type != "cpu":
+            raise ValueError(
+                f"backend 'cpp' runs on CPU tensors, got {x.device.type}; "
+                "use backend='auto' or 'torch'")
+        return scan(x, *args)
+
+    checked.__name__ = f"{neuron}_scan_cpp"
+    checked.__doc__ = scan.__doc__
+    return checked
+
 
 BACKENDS: Dict[str, Dict[str, Callable]] = {
     "torch": {
@@ -20,7 +45,33 @@ BACKENDS: Dict[str, Dict[str, Callable]] = {
         "if": if_scan_torch,
         "li": li_scan_torch,
     },
+    "cpp": {name: _cpu_only(name, fn) for name, fn in _cpp.SCANS.items()},
 }
+
+# Fused backends tried by "auto", per device type, best first ("torch" is the last resort).
+AUTO_PREFERENCE: Dict[str, Tuple[str, ...]] = {"cpu": ("cpp",), "cuda": ()}
+
+# Whether a backend can run here (may build it); backends not listed are always available.
+BACKEND_AVAILABLE: Dict[str, Callable[[], bool]] = {"cpp": _cpp.available}
+
+
+def resolve_backend(neuron: str, device_type: str) -> str:
+    """The backend ``"auto"`` uses for ``neuron`` on tensors of ``device_type``."""
+    for name in AUTO_PREFERENCE.get(device_type, ()):
+        if neuron in BACKENDS.get(name, {}) and BACKEND_AVAILABLE.get(name, lambda: True)():
+            return name
+    return "torch"
+
+
+def _auto(neuron: str) -> Callable:
+    def scan(x, *args):
+        return BACKENDS[resolve_backend(neuron, x.device.type)][neuron](x, *args)
+
+    scan.__name__ = f"{neuron}_scan_auto"
+    return scan
+
+
+BACKENDS["auto"] = {name: _auto(name) for name in BACKENDS["torch"]}
 
 
 def get_scan(neuron: str, backend: str = "torch") -> Callable:
@@ -57,7 +108,8 @@ def li_scan(x, state=None, *, alpha, backend="torch"):
 
 
 __all__ = [
-    "AdLIFState", "LIFState", "LIState", "BACKENDS", "get_scan",
+    "AdLIFState", "LIFState", "LIState", "BACKENDS", "AUTO_PREFERENCE", "BACKEND_AVAILABLE",
+    "get_scan", "resolve_backend",
     "lif_step", "lif_scan", "lif_init", "adlif_step", "adlif_scan", "adlif_init",
     "if_step", "if_scan", "li_step", "li_scan",
 ]

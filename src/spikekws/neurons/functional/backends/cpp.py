@@ -1,0 +1,357 @@
+"""Fused CPU scans from a C++ extension (``scan_cpu.cpp``), built on first use.
+
+Forward and backward each run one pass over time in C++ (elementwise loops over the
+``[B, H]`` state; for recurrent weights one product per step, sparse while spikes are) and
+keep for the backward only the membrane trace (and the adaptation trace for AdLIF) plus the
+input current, instead of the autograd graph of about ten nodes per step that the plain
+torch loop builds. Results equal the torch reference: spikes and states bit for bit without
+recurrence, to rounding with it; gradients to rounding.
+
+The extension is compiled once per machine into ``$TORCH_EXTENSIONS_DIR/<name>`` or, when
+that is unset, ``~/.cache/spikekws/torch_extensions/<name>`` (``$XDG_CACHE_HOME`` is
+honoured). If it cannot be built (no compiler, no ninja, ...) one warning is logged and the
+scans fall back to the torch reference. ``SPIKEKWS_NO_EXTENSIONS=1`` skips the build.
+
+Inputs the kernels do not cover fall back to the reference as well: surrogates other than
+the registered classes, non-CPU tensors, mixed dtypes, non-float dtypes, per-sample
+parameters, tensor thresholds, empty sequences; so do calls under ``torch.compile``,
+``torch.jit.trace`` and ONNX export.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ...surrogate import ATan, Boxcar, FastSigmoid, Sigmoid, Surrogate, Triangle
+from ..adlif import adlif_scan_torch
+from ..li import li_scan_torch
+from ..lif import lif_scan_torch
+from ..state import AdLIFState, LIFState, LIState
+
+log = logging.getLogger("spikekws.neurons")
+
+SOURCE = Path(__file__).with_name("scan_cpu.cpp")
+DISABLE_ENV = "SPIKEKWS_NO_EXTENSIONS"
+_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
+_LDFLAGS = ["-fopenmp"]
+
+_lock = threading.Lock()
+_ops: Any = None
+_tried = False
+_error: Optional[str] = None
+
+
+def extension_name() -> str:
+    """Library name; carries the torch and Python versions, whose ABIs it depends on."""
+    tag = f"spikekws_scan_cpu_torch{torch.__version__}_py{sys.version_info[0]}{sys.version_info[1]}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", tag)
+
+
+def build_directory(suffix: str = "") -> Path:
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root:
+        base = Path(root)
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = Path(cache) / "spikekws" / "torch_extensions"
+    return base / (extension_name() + suffix)
+
+
+def _build(verbose: bool = False) -> Any:
+    from torch.utils import cpp_extension
+
+    # Without OpenMP (e.g. Apple clang) the kernels still build, single-threaded.
+    attempts = [("", _CFLAGS, _LDFLAGS),
+                ("_serial", [f for f in _CFLAGS if f != "-fopenmp"], [])]
+    first_error: Optional[Exception] = None
+    for suffix, cflags, ldflags in attempts:
+        directory = build_directory(suffix)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            cpp_extension.load(
+                name=extension_name() + suffix, sources=[str(SOURCE)], extra_cflags=cflags,
+                extra_ldflags=ldflags, build_directory=str(directory), is_python_module=False,
+                verbose=verbose,
+            )
+            return torch.ops.spikekws_scan
+        except Exception as e:  # try the next flags, report the first failure
+            first_error = first_error or e
+    raise first_error or RuntimeError("no build attempted")
+
+
+def _summary(e: Exception) -> str:
+    """One line for the log: the first compiler error if there is one, else the last line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    pick = next((ln for ln in lines if "error" in ln.lower() and ln is not lines[0]), None)
+    text = pick or (lines[-1] if lines else "")
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+def load(verbose: bool = False) -> Any:
+    """The compiled ops (``torch.ops.spikekws_scan``), building them if needed; None if that
+    is impossible (the reason is in :func:`build_error`, and logged once as a warning)."""
+    global _ops, _tried, _error
+    if _tried:
+        return _ops
+    with _lock:
+        if _tried:
+            return _ops
+        if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+            _error = f"disabled by {DISABLE_ENV}"
+            log.info("fused C++ neuron kernels %s; using the torch reference scans", _error)
+        else:
+            try:
+                _ops = _build(verbose)
+            except Exception as e:  # any build or load failure means: use the reference
+                _error = _summary(e)
+                log.warning(
+                    "could not build the fused C++ neuron kernels (%s); using the torch "
+                    "reference scans, which are slower. A C++ compiler and ninja "
+                    "(pip install ninja) are needed; set %s=1 to skip the build.",
+                    _error, DISABLE_ENV)
+                _ops = None
+        _tried = True
+        return _ops
+
+
+def available() -> bool:
+    """True when the extension is (or can be) built and loaded; builds it on first call."""
+    return load() is not None
+
+
+def build_error() -> Optional[str]:
+    return _error
+
+
+# --------------------------------------------------------------------------------------
+# Eligibility: what the kernels cover; everything else goes to the reference.
+# --------------------------------------------------------------------------------------
+
+def surrogate_spec(surrogate: Surrogate) -> Optional[Tuple[int, float, float]]:
+    """(id, p1, p2) for the C++ pseudo-derivative, None for surrogates it does not know.
+
+    Matched on the exact class: a subclass may redefine ``derivative``.
+    """
+    kind = type(surrogate)
+    if kind is Boxcar:
+        return 0, surrogate.width / 2, surrogate.scale
+    if kind is FastSigmoid:
+        return 1, surrogate.slope, 0.0
+    if kind is Sigmoid:
+        return 2, surrogate.slope, 0.0
+    if kind is ATan:
+        return 3, surrogate.alpha / 2, math.pi / 2 * surrogate.alpha
+    if kind is Triangle:
+        return 4, surrogate.width, 0.0
+    return None
+
+
+def _per_neuron(p: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """A parameter as a contiguous [H] tensor (differentiable expand), or None if it is
+    not a scalar or [H] of x's dtype and device."""
+    H = x.shape[-1]
+    if not isinstance(p, torch.Tensor):
+        if isinstance(p, (int, float)) and not isinstance(p, bool):
+            return torch.full((H,), float(p), dtype=x.dtype, device=x.device)
+        return None
+    if p.dtype != x.dtype or p.device != x.device:
+        return None
+    if p.dim() == 0 or (p.dim() == 1 and p.shape[0] == 1):
+        return p.reshape(1).expand(H).contiguous()
+    if p.dim() == 1 and p.shape[0] == H:
+        return p.contiguous()
+    return None
+
+
+def _state_field(f: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
+    if not isinstance(f, torch.Tensor) or f.shape != x.shape[1:] or f.dtype != x.dtype \
+            or f.device != x.device:
+        return None
+    return f.reshape(-1, x.shape[-1]).contiguous()
+
+
+def _tracing() -> bool:
+    """Under torch.compile, torch.jit tracing or ONNX export, which do not know the custom
+    ops: the reference scans trace into plain torch ops."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    onnx = sys.modules.get("torch.onnx")
+    return bool(onnx is not None and onnx.is_in_onnx_export())
+
+
+def _common_ok(x: Any, v_threshold: Any = 1.0) -> bool:
+    return (isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dim() >= 2
+            and x.dtype in (torch.float32, torch.float64) and x.shape[0] > 0 and not _tracing()
+            and isinstance(v_threshold, (int, float)) and not isinstance(v_threshold, bool))
+
+
+def _weight(w: Optional[torch.Tensor], x: torch.Tensor) -> Tuple[bool, Optional[torch.Tensor]]:
+    if w is None:
+        return True, None
+    H = x.shape[-1]
+    ok = (isinstance(w, torch.Tensor) and w.shape == (H, H) and w.dtype == x.dtype
+          and w.device == x.device)
+    return ok, (w.contiguous() if ok else None)
+
+
+def _needs_grad(tensors: Sequence[Optional[torch.Tensor]]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+# --------------------------------------------------------------------------------------
+# Autograd functions
+# --------------------------------------------------------------------------------------
+
+class _LIFScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, s0, alpha, weight, theta, detach_reset, spec):  # type: ignore[override]
+        ops = torch.ops.spikekws_scan
+        spikes, v_last, v_trace, cur = ops.lif_forward(x, v0, s0, alpha, weight, theta, True)
+        ctx.save_for_backward(cur if weight is not None else x, v_trace, v0, s0, alpha, weight)
+        ctx.cfg = (theta, detach_reset, spec)
+        return spikes, v_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spikes, g_v):  # type: ignore[override]
+        cur, v_trace, v0, s0, alpha, weight = ctx.saved_tensors
+        theta, detach_reset, (sid, p1, p2) = ctx.cfg
+        gx, ga, gw, gv0, gs0 = torch.ops.spikekws_scan.lif_backward(
+            g_spikes.contiguous(), g_v.contiguous(), cur, v_trace, v0, s0, alpha, weight,
+            theta, detach_reset, sid, p1, p2)
+        return gx, gv0, gs0, ga, (gw if weight is not None else None), None, None, None
+
+
+class _AdLIFScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, w0, s0, alpha, beta, a, b, weight, theta,  # type: ignore[override]
+                detach_reset, spec):
+        ops = torch.ops.spikekws_scan
+        spikes, v_last, w_last, v_trace, w_trace, cur = ops.adlif_forward(
+            x, v0, w0, s0, alpha, beta, a, b, weight, theta, True)
+        ctx.save_for_backward(cur if weight is not None else x, v_trace, w_trace, v0, w0, s0,
+                              alpha, beta, a, b, weight)
+        ctx.cfg = (theta, detach_reset, spec)
+        return spikes, v_last, w_last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spikes, g_v, g_w):  # type: ignore[override]
+        cur, v_trace, w_trace, v0, w0, s0, alpha, beta, a, b, weight = ctx.saved_tensors
+        theta, detach_reset, (sid, p1, p2) = ctx.cfg
+        gx, ga, gbeta, gaa, gbb, gw, gv0, gw0, gs0 = torch.ops.spikekws_scan.adlif_backward(
+            g_spikes.contiguous(), g_v.contiguous(), g_w.contiguous(), cur, v_trace, w_trace,
+            v0, w0, s0, alpha, beta, a, b, weight, theta, detach_reset, sid, p1, p2)
+        return (gx, gv0, gw0, gs0, ga, gbeta, gaa, gbb, (gw if weight is not None else None),
+                None, None, None)
+
+
+class _LIScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, alpha):  # type: ignore[override]
+        trace = torch.ops.spikekws_scan.li_forward(x, v0, alpha)
+        ctx.save_for_backward(x, trace, v0, alpha)
+        return trace
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_trace):  # type: ignore[override]
+        x, trace, v0, alpha = ctx.saved_tensors
+        gx, ga, gv0 = torch.ops.spikekws_scan.li_backward(g_trace.contiguous(), x, trace, v0, alpha)
+        return gx, gv0, ga
+
+
+# --------------------------------------------------------------------------------------
+# Scans with the reference signatures (see ..lif, ..adlif, ..li for the equations)
+# --------------------------------------------------------------------------------------
+
+def lif_scan_cpp(x, state, alpha, surrogate, v_threshold=1.0, recurrent_weight=None,
+                 detach_reset=False):
+    """Fused LIF/RLIF scan. x: [T, B, H] -> (spikes [T, B, H], LIFState)."""
+    args = (x, state, alpha, surrogate, v_threshold, recurrent_weight, detach_reset)
+    spec = surrogate_spec(surrogate)
+    if spec is None or not _common_ok(x, v_threshold) or load() is None:
+        return lif_scan_torch(*args)
+    a = _per_neuron(alpha, x)
+    ok_w, w = _weight(recurrent_weight, x)
+    if state is None:
+        v0 = s0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
+    else:
+        v0, s0 = _state_field(state[0], x), _state_field(state[1], x)
+    if a is None or not ok_w or v0 is None or s0 is None:
+        return lif_scan_torch(*args)
+    T, H = x.shape[0], x.shape[-1]
+    xs = x.reshape(T, -1, H).contiguous()
+    theta = float(v_threshold)
+    if _needs_grad((xs, v0, s0, a, w)):
+        spikes, v_last = _LIFScan.apply(xs, v0, s0, a, w, theta, bool(detach_reset), spec)
+    else:
+        spikes, v_last, _, _ = torch.ops.spikekws_scan.lif_forward(xs, v0, s0, a, w, theta, False)
+    spikes = spikes.reshape(x.shape)
+    return spikes, LIFState(v_last.reshape(x.shape[1:]), spikes[-1])
+
+
+def adlif_scan_cpp(x, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
+                   recurrent_weight=None, detach_reset=False):
+    """Fused AdLIF/RadLIF scan. x: [T, B, H] -> (spikes [T, B, H], AdLIFState)."""
+    args = (x, state, alpha, beta, a, b, surrogate, v_threshold, recurrent_weight, detach_reset)
+    spec = surrogate_spec(surrogate)
+    if spec is None or not _common_ok(x, v_threshold) or load() is None:
+        return adlif_scan_torch(*args)
+    params = [_per_neuron(p, x) for p in (alpha, beta, a, b)]
+    ok_w, w = _weight(recurrent_weight, x)
+    if state is None:
+        v0 = w0 = s0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
+    else:
+        v0, w0, s0 = (_state_field(f, x) for f in state)
+    if any(p is None for p in params) or not ok_w or v0 is None or w0 is None or s0 is None:
+        return adlif_scan_torch(*args)
+    T, H = x.shape[0], x.shape[-1]
+    xs = x.reshape(T, -1, H).contiguous()
+    theta = float(v_threshold)
+    pa, pb, pA, pB = params
+    if _needs_grad((xs, v0, w0, s0, pa, pb, pA, pB, w)):
+        spikes, v_last, w_last = _AdLIFScan.apply(xs, v0, w0, s0, pa, pb, pA, pB, w, theta,
+                                                  bool(detach_reset), spec)
+    else:
+        spikes, v_last, w_last, _, _, _ = torch.ops.spikekws_scan.adlif_forward(
+            xs, v0, w0, s0, pa, pb, pA, pB, w, theta, False)
+    spikes = spikes.reshape(x.shape)
+    shape = x.shape[1:]
+    return spikes, AdLIFState(v_last.reshape(shape), w_last.reshape(shape), spikes[-1])
+
+
+def li_scan_cpp(x, state, alpha):
+    """Fused leaky-integrator scan. x: [T, B, H] -> (membrane trace [T, B, H], LIState)."""
+    if not _common_ok(x) or load() is None:
+        return li_scan_torch(x, state, alpha)
+    a = _per_neuron(alpha, x)
+    if state is None:
+        v0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
+    else:
+        v0 = _state_field(state[0], x)
+    if a is None or v0 is None:
+        return li_scan_torch(x, state, alpha)
+    T, H = x.shape[0], x.shape[-1]
+    xs = x.reshape(T, -1, H).contiguous()
+    if _needs_grad((xs, v0, a)):
+        trace = _LIScan.apply(xs, v0, a)
+    else:
+        trace = torch.ops.spikekws_scan.li_forward(xs, v0, a)
+    trace = trace.reshape(x.shape)
+    return trace, LIState(trace[-1])
+
+
+SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp}
+
+__all__ = ["SCANS", "available", "build_directory", "build_error", "load", "surrogate_spec",
+           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp"]

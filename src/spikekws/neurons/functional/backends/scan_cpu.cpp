@@ -1,0 +1,791 @@
+// Fused CPU scans for the LIF/RLIF, AdLIF/RadLIF and LI kernels.
+//
+// The equations are those of spikekws/neurons/functional/{lif,adlif,li}.py; the plain torch
+// scans there define correctness. Each forward and each backward is one pass over time:
+// elementwise loops over [M, H] (rows = batch, columns = neurons, contiguous so that they
+// vectorise) and, for recurrent layers, one product with V per step (a sum of the rows
+// picked by the spikes while they are sparse, else a GEMM) plus one weight-gradient pass.
+//
+// Layout: x, spikes and traces are [T, M, H] contiguous; per-neuron parameters are [H];
+// states are [M, H]; the recurrent weight V is [H, H] and enters as I_t = x_t + s_{t-1} V^T.
+//
+// The forward arithmetic repeats the reference operation by operation (and the module is
+// compiled with -ffp-contract=off), so without recurrence spikes and states match it bit for
+// bit; with recurrence the product s V^T may sum in another order (rounding-level
+// differences). What the backward keeps per step is the membrane trace v (and w for AdLIF)
+// plus the input current; spikes are recomputed as (v - theta >= 0).
+//
+// Ops are registered under torch.ops.spikekws_scan.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// Surrogate ids, shared with backends/cpp.py.
+constexpr int64_t kBoxcar = 0;
+constexpr int64_t kFastSigmoid = 1;
+constexpr int64_t kSigmoid = 2;
+constexpr int64_t kATan = 3;
+constexpr int64_t kTriangle = 4;
+
+// exp for float in a form the compiler vectorises (std::exp is a library call): range
+// reduction by ln 2 and a degree-6 polynomial, relative error below 1e-7 on [-87, 88].
+inline float exp_poly(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  const float g = (x - r * 0.693359375f) - r * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * g + 1.3981999507e-3f;
+  p = p * g + 8.3334519073e-3f;
+  p = p * g + 4.1665795894e-2f;
+  p = p * g + 1.6666665459e-1f;
+  p = p * g + 5.0000001201e-1f;
+  const float y = (p * (g * g) + g) + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(r) + 127) << 23;  // 2^r
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+inline double exp_poly(double x) { return std::exp(x); }
+
+// Pseudo-derivative g(u) of H(u), u = v - theta (see neurons/surrogate.py).
+template <int64_t S, typename T>
+inline T surrogate_grad(T u, T p1, T p2) {
+  if constexpr (S == kBoxcar) {  // p1 = width / 2, p2 = scale
+    return std::abs(u) <= p1 ? p2 : T(0);
+  } else if constexpr (S == kFastSigmoid) {  // p1 = slope
+    const T d = T(1) + p1 * std::abs(u);
+    return T(1) / (d * d);
+  } else if constexpr (S == kSigmoid) {  // p1 = slope; k s(1 - s) = k e / (1 + e)^2, e = exp(-k|u|)
+    const T e = exp_poly(-p1 * std::abs(u));
+    const T d = T(1) + e;
+    return p1 * e / (d * d);
+  } else if constexpr (S == kATan) {  // p1 = alpha / 2, p2 = pi / 2 * alpha
+    const T z = p2 * u;
+    return p1 / (T(1) + z * z);
+  } else {  // triangle, p1 = width
+    const T r = T(1) - std::abs(u) / p1;
+    return r > T(0) ? r / p1 : T(0);
+  }
+}
+
+template <typename F>
+void with_surrogate(int64_t sid, const F& f) {
+  switch (sid) {
+    case kBoxcar: f(std::integral_constant<int64_t, kBoxcar>{}); break;
+    case kFastSigmoid: f(std::integral_constant<int64_t, kFastSigmoid>{}); break;
+    case kSigmoid: f(std::integral_constant<int64_t, kSigmoid>{}); break;
+    case kATan: f(std::integral_constant<int64_t, kATan>{}); break;
+    case kTriangle: f(std::integral_constant<int64_t, kTriangle>{}); break;
+    default: TORCH_CHECK(false, "spikekws_scan: unknown surrogate id ", sid);
+  }
+}
+
+// Rows per task: enough elements per task that threading pays off.
+inline int64_t row_grain(int64_t elements_per_row, int64_t target = 16384) {
+  return std::max<int64_t>(1, target / std::max<int64_t>(1, elements_per_row));
+}
+
+void check_inputs(const Tensor& x, const std::vector<const Tensor*>& states,
+                  const std::vector<const Tensor*>& params, const c10::optional<Tensor>& weight) {
+  TORCH_CHECK(x.dim() == 3, "spikekws_scan: x must be [T, M, H], got ", x.sizes());
+  TORCH_CHECK(x.device().is_cpu(), "spikekws_scan: CPU tensors only");
+  TORCH_CHECK(x.is_contiguous(), "spikekws_scan: x must be contiguous");
+  const int64_t M = x.size(1), H = x.size(2);
+  for (const Tensor* s : states) {
+    TORCH_CHECK(s->dim() == 2 && s->size(0) == M && s->size(1) == H && s->is_contiguous() &&
+                    s->scalar_type() == x.scalar_type(),
+                "spikekws_scan: states must be contiguous [M, H] of x's dtype");
+  }
+  for (const Tensor* p : params) {
+    TORCH_CHECK(p->dim() == 1 && p->size(0) == H && p->is_contiguous() &&
+                    p->scalar_type() == x.scalar_type(),
+                "spikekws_scan: parameters must be contiguous [H] of x's dtype");
+  }
+  if (weight.has_value() && weight->defined()) {
+    TORCH_CHECK(weight->dim() == 2 && weight->size(0) == H && weight->size(1) == H &&
+                    weight->scalar_type() == x.scalar_type(),
+                "spikekws_scan: recurrent weight must be [H, H] of x's dtype");
+  }
+}
+
+inline bool has_weight(const c10::optional<Tensor>& w) { return w.has_value() && w->defined(); }
+
+// Recurrent input s_{t-1} V^T for one step. Spikes are binary and mostly zero, so below
+// kSparseDensity the product is a sum of the rows of V^T picked by the active neurons
+// (per row, in neuron order: deterministic for any thread count); above it, one GEMM.
+// The sparse sums are bound by reading rows of V^T from cache, so they are compiled for
+// several instruction sets and the loader picks the widest the CPU has.
+constexpr double kSparseDensity = 0.2;
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SPIKEKWS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SPIKEKWS_CLONES
+#endif
+
+template <typename T>
+inline void sparse_product_rows(int64_t r0, int64_t r1, int64_t H, const T* s, const T* vt,
+                                T* out) {
+  for (int64_t r = r0; r < r1; ++r) {
+    T* o = out + r * H;
+    const T* sr = s + r * H;
+    std::fill(o, o + H, T(0));
+    for (int64_t j = 0; j < H; ++j) {
+      const T sj = sr[j];
+      if (sj == T(0)) continue;
+      const T* wj = vt + j * H;
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) o[h] += sj * wj[h];
+    }
+  }
+}
+
+SPIKEKWS_CLONES void sparse_product(int64_t r0, int64_t r1, int64_t H, const float* s,
+                                    const float* vt, float* out) {
+  sparse_product_rows<float>(r0, r1, H, s, vt, out);
+}
+
+SPIKEKWS_CLONES void sparse_product(int64_t r0, int64_t r1, int64_t H, const double* s,
+                                    const double* vt, double* out) {
+  sparse_product_rows<double>(r0, r1, H, s, vt, out);
+}
+
+template <typename T>
+struct Recurrence {
+  const Tensor& weight;  // V [H, H]
+  Tensor vt;             // V^T, contiguous: row j = V[:, j]
+  Tensor buf;            // [M, H] result
+  int64_t H;
+  bool sparse = false;
+
+  Recurrence(const Tensor& w, int64_t M, int64_t H_, const at::TensorOptions& opt)
+      : weight(w), vt(w.t().contiguous()), buf(at::empty({M, H_}, opt)), H(H_) {}
+
+  // Picks the method for spikes s ([M, H], data sp) and does the dense product at once;
+  // the sparse one is done block of rows by block of rows in rows(), inside the step's tasks.
+  void prepare(const Tensor& s, const T* sp) {
+    const int64_t n = s.numel();
+    int64_t nnz = 0;
+    for (int64_t i = 0; i < n; ++i) nnz += sp[i] != T(0);
+    sparse = static_cast<double>(nnz) < kSparseDensity * static_cast<double>(n);
+    if (!sparse) at::mm_out(buf, s, weight.t());
+  }
+
+  void rows(int64_t r0, int64_t r1, const T* sp) {
+    if (sparse) sparse_product(r0, r1, H, sp, vt.data_ptr<T>(), buf.data_ptr<T>());
+  }
+};
+
+// Gradient of the recurrent weight: dV = sum_t gI_t^T s_{t-1} ([H, H]), where s_{t-1} is s0
+// at t = 0 and (v_{t-1} - theta >= 0) after. With sparse spikes it is accumulated as
+// dV^T[j, :] += s_{t-1}[b, j] gI_t[b, :] over the active (t, b, j), each task owning a block
+// of j (deterministic for any thread count); with dense spikes, one GEMM.
+template <typename T>
+inline void weight_grad_rows(int64_t j0, int64_t j1, int64_t nT, int64_t M, int64_t H,
+                             const T* gx, const T* v, const T* s0, T th, T* dvt) {
+  for (int64_t t = 0; t < nT; ++t) {
+    for (int64_t b = 0; b < M; ++b) {
+      const T* g = gx + (t * M + b) * H;
+      const T* src = t == 0 ? s0 + b * H : v + ((t - 1) * M + b) * H;
+      for (int64_t j = j0; j < j1; ++j) {
+        const T sj = t == 0 ? src[j] : ((src[j] - th) >= T(0) ? T(1) : T(0));
+        if (sj == T(0)) continue;
+        T* d = dvt + j * H;
+#pragma GCC ivdep
+        for (int64_t h = 0; h < H; ++h) d[h] += sj * g[h];
+      }
+    }
+  }
+}
+
+SPIKEKWS_CLONES void weight_grad(int64_t j0, int64_t j1, int64_t nT, int64_t M, int64_t H,
+                                 const float* gx, const float* v, const float* s0, float th,
+                                 float* dvt) {
+  weight_grad_rows<float>(j0, j1, nT, M, H, gx, v, s0, th, dvt);
+}
+
+SPIKEKWS_CLONES void weight_grad(int64_t j0, int64_t j1, int64_t nT, int64_t M, int64_t H,
+                                 const double* gx, const double* v, const double* s0, double th,
+                                 double* dvt) {
+  weight_grad_rows<double>(j0, j1, nT, M, H, gx, v, s0, th, dvt);
+}
+
+Tensor recurrent_weight_grad(const Tensor& gx, const Tensor& v_trace, const Tensor& s0,
+                             double theta) {
+  const int64_t nT = gx.size(0), M = gx.size(1), H = gx.size(2), MH = M * H;
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "recurrent_weight_grad", [&] {
+    using T = scalar_t;
+    const T th = static_cast<T>(theta);
+    const T* gp = gx.data_ptr<T>();
+    const T* vp = v_trace.data_ptr<T>();
+    const T* s0p = s0.data_ptr<T>();
+    int64_t nnz = 0;
+    for (int64_t i = 0; i < MH; ++i) nnz += s0p[i] != T(0);
+    for (int64_t i = 0; i < (nT - 1) * MH; ++i) nnz += (vp[i] - th) >= T(0);
+    if (static_cast<double>(nnz) < kSparseDensity * static_cast<double>(nT * MH)) {
+      Tensor dvt = at::zeros({H, H}, gx.options());
+      T* dp = dvt.data_ptr<T>();
+      at::parallel_for(0, H, 16, [&](int64_t j0, int64_t j1) {
+        weight_grad(j0, j1, nT, M, H, gp, vp, s0p, th, dp);
+      });
+      out = dvt.t().contiguous();
+    } else {
+      Tensor s_prev = at::empty_like(gx);
+      T* sp = s_prev.data_ptr<T>();
+      std::copy(s0p, s0p + MH, sp);
+      at::parallel_for(0, (nT - 1) * MH, 65536, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) sp[MH + i] = (vp[i] - th) >= T(0) ? T(1) : T(0);
+      });
+      out = at::mm(gx.view({nT * M, H}).t(), s_prev.view({nT * M, H}));
+    }
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------
+// LIF / RLIF
+//   I_t = x_t + s_{t-1} V^T,  v_t = alpha (v_{t-1} - theta s_{t-1}) + (1 - alpha) I_t,
+//   s_t = H(v_t - theta)
+// ------------------------------------------------------------------------------------
+
+template <typename T>
+inline void lif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
+                             T* cur_out, const T* vp, const T* sp, T* vo, T* so, const T* alpha,
+                             const T* oma, T th) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * H;
+    if (rec != nullptr) {
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t i = o + h;
+        const T cur = x[i] + rec[i];
+        cur_out[i] = cur;
+        const T v = alpha[h] * (vp[i] - th * sp[i]) + oma[h] * cur;
+        vo[i] = v;
+        so[i] = (v - th) >= T(0) ? T(1) : T(0);
+      }
+    } else {
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t i = o + h;
+        const T v = alpha[h] * (vp[i] - th * sp[i]) + oma[h] * x[i];
+        vo[i] = v;
+        so[i] = (v - th) >= T(0) ? T(1) : T(0);
+      }
+    }
+  }
+}
+
+// Returns (spikes [T,M,H], v_last [M,H], v_trace [T,M,H] or empty, current trace or empty).
+std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& v0,
+                                                       const Tensor& s0, const Tensor& alpha,
+                                                       const c10::optional<Tensor>& weight,
+                                                       double theta, bool save) {
+  check_inputs(x, {&v0, &s0}, {&alpha}, weight);
+  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
+  const bool rec = has_weight(weight);
+  Tensor spikes = at::empty_like(x);
+  Tensor v_trace = save ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor v_roll = save ? Tensor() : v0.clone();
+  Tensor cur_trace = (rec && save) ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor oma = at::rsub(alpha, 1.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
+    using T = scalar_t;
+    const T th = static_cast<T>(theta);
+    const T* xp = x.data_ptr<T>();
+    const T* v0p = v0.data_ptr<T>();
+    const T* s0p = s0.data_ptr<T>();
+    const T* ap = alpha.data_ptr<T>();
+    const T* op = oma.data_ptr<T>();
+    T* sp = spikes.data_ptr<T>();
+    T* vtp = save ? v_trace.data_ptr<T>() : v_roll.data_ptr<T>();
+    auto v_prev = [&](int64_t t) -> const T* {
+      if (!save) return vtp;
+      return t == 0 ? v0p : vtp + (t - 1) * MH;
+    };
+    auto v_out = [&](int64_t t) -> T* { return save ? vtp + t * MH : vtp; };
+    auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
+    if (!rec) {
+      // Neurons are independent: each task runs the whole time loop on its rows.
+      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+        for (int64_t t = 0; t < nT; ++t) {
+          lif_forward_rows<T>(r0, r1, H, xp + t * MH, nullptr, nullptr, v_prev(t), s_prev(t),
+                              v_out(t), sp + t * MH, ap, op, th);
+        }
+      });
+    } else {
+      Recurrence<T> recur(*weight, M, H, x.options());
+      Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
+      const T* rp = recur.buf.data_ptr<T>();
+      for (int64_t t = 0; t < nT; ++t) {
+        const Tensor s_t = t == 0 ? s0 : spikes.select(0, t - 1);
+        recur.prepare(s_t, s_prev(t));
+        T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
+        at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) {
+          recur.rows(r0, r1, s_prev(t));
+          lif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, v_prev(t), s_prev(t), v_out(t),
+                              sp + t * MH, ap, op, th);
+        });
+      }
+    }
+  });
+  Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
+  return {spikes, v_last, v_trace, cur_trace};
+}
+
+template <int64_t S, bool FIRST, typename T>
+inline void lif_backward_rows(int64_t r0, int64_t r1, int64_t H, const T* gout, const T* v,
+                              const T* vp, const T* s0, const T* cur, T* gx, T* cv, T* cs,
+                              T* dalpha, const T* alpha, const T* oma, const T* cs_coef, T th,
+                              T p1, T p2) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * H;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t i = o + h;
+      const T gs = gout[i] + cs[i];
+      const T gv = cv[i] + gs * surrogate_grad<S, T>(v[i] - th, p1, p2);
+      const T vprev = vp[i];
+      T sprev;
+      if constexpr (FIRST) {
+        sprev = s0[i];
+      } else {
+        sprev = (vprev - th) >= T(0) ? T(1) : T(0);
+      }
+      dalpha[i] += gv * ((vprev - th * sprev) - cur[i]);
+      gx[i] = oma[h] * gv;
+      cv[i] = alpha[h] * gv;
+      cs[i] = cs_coef[h] * gv;
+    }
+  }
+}
+
+// Returns (grad_x, grad_alpha, grad_weight or empty, grad_v0, grad_s0).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
+    const Tensor& grad_spikes, const Tensor& grad_v_last, const Tensor& cur,
+    const Tensor& v_trace, const Tensor& v0, const Tensor& s0, const Tensor& alpha,
+    const c10::optional<Tensor>& weight, double theta, bool detach_reset, int64_t surrogate,
+    double p1, double p2) {
+  check_inputs(cur, {&v0, &s0, &grad_v_last}, {&alpha}, weight);
+  TORCH_CHECK(grad_spikes.sizes() == cur.sizes() && grad_spikes.is_contiguous() &&
+                  v_trace.sizes() == cur.sizes() && v_trace.is_contiguous(),
+              "spikekws_scan: lif_backward shape mismatch");
+  const int64_t nT = cur.size(0), M = cur.size(1), H = cur.size(2), MH = M * H;
+  const bool rec = has_weight(weight);
+  Tensor gx = at::empty_like(cur);
+  Tensor cv = grad_v_last.clone();  // d/dv_t carried backwards; ends as grad v0
+  Tensor cs = at::zeros_like(v0);   // d/ds_t carried backwards; ends as grad s0
+  Tensor dacc = at::zeros_like(v0);
+  Tensor cs_coef = detach_reset ? at::zeros_like(alpha) : alpha * (-theta);
+  Tensor oma = at::rsub(alpha, 1.0);
+  AT_DISPATCH_FLOATING_TYPES(cur.scalar_type(), "lif_backward", [&] {
+    using T = scalar_t;
+    const T th = static_cast<T>(theta), q1 = static_cast<T>(p1), q2 = static_cast<T>(p2);
+    const T* gop = grad_spikes.data_ptr<T>();
+    const T* cp = cur.data_ptr<T>();
+    const T* vtp = v_trace.data_ptr<T>();
+    const T* v0p = v0.data_ptr<T>();
+    const T* s0p = s0.data_ptr<T>();
+    const T* ap = alpha.data_ptr<T>();
+    const T* op = oma.data_ptr<T>();
+    const T* ccp = cs_coef.data_ptr<T>();
+    T* gxp = gx.data_ptr<T>();
+    T* cvp = cv.data_ptr<T>();
+    T* csp = cs.data_ptr<T>();
+    T* dap = dacc.data_ptr<T>();
+    with_surrogate(surrogate, [&](auto tag) {
+      constexpr int64_t S = decltype(tag)::value;
+      auto step = [&](int64_t t, int64_t r0, int64_t r1) {
+        const int64_t off = t * MH;
+        if (t == 0) {
+          lif_backward_rows<S, true, T>(r0, r1, H, gop, vtp, v0p, s0p, cp, gxp, cvp, csp, dap, ap,
+                                        op, ccp, th, q1, q2);
+        } else {
+          lif_backward_rows<S, false, T>(r0, r1, H, gop + off, vtp + off, vtp + off - MH, nullptr,
+                                         cp + off, gxp + off, cvp, csp, dap, ap, op, ccp, th, q1,
+                                         q2);
+        }
+      };
+      if (!rec) {
+        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+          for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
+        });
+      } else {
+        for (int64_t t = nT - 1; t >= 0; --t) {
+          at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) { step(t, r0, r1); });
+          cs.addmm_(gx.select(0, t), *weight);  // d/ds_{t-1} through I_t = x_t + s_{t-1} V^T
+        }
+      }
+    });
+  });
+  Tensor grad_alpha = dacc.sum(0);
+  Tensor grad_w = at::empty({0}, cur.options());
+  if (rec) {
+    grad_w = recurrent_weight_grad(gx, v_trace, s0, theta);
+  }
+  return {gx, grad_alpha, grad_w, cv, cs};
+}
+
+// ------------------------------------------------------------------------------------
+// AdLIF / RadLIF
+//   w_t = beta w_{t-1} + a v_{t-1} + b s_{t-1}
+//   v_t = alpha (v_{t-1} - theta s_{t-1}) + (1 - alpha) (I_t - w_t),  s_t = H(v_t - theta)
+// ------------------------------------------------------------------------------------
+
+template <typename T>
+inline void adlif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
+                               T* cur_out, const T* vp, const T* wp, const T* sp, T* vo, T* wo,
+                               T* so, const T* alpha, const T* oma, const T* beta, const T* a,
+                               const T* b, T th) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * H;
+    if (rec != nullptr) {
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t i = o + h;
+        const T cur = x[i] + rec[i];
+        cur_out[i] = cur;
+        const T w = beta[h] * wp[i] + a[h] * vp[i] + b[h] * sp[i];
+        const T v = alpha[h] * (vp[i] - th * sp[i]) + oma[h] * (cur - w);
+        wo[i] = w;
+        vo[i] = v;
+        so[i] = (v - th) >= T(0) ? T(1) : T(0);
+      }
+    } else {
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t i = o + h;
+        const T w = beta[h] * wp[i] + a[h] * vp[i] + b[h] * sp[i];
+        const T v = alpha[h] * (vp[i] - th * sp[i]) + oma[h] * (x[i] - w);
+        wo[i] = w;
+        vo[i] = v;
+        so[i] = (v - th) >= T(0) ? T(1) : T(0);
+      }
+    }
+  }
+}
+
+// Returns (spikes, v_last, w_last, v_trace or empty, w_trace or empty, current trace or empty).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
+    const Tensor& x, const Tensor& v0, const Tensor& w0, const Tensor& s0, const Tensor& alpha,
+    const Tensor& beta, const Tensor& a, const Tensor& b, const c10::optional<Tensor>& weight,
+    double theta, bool save) {
+  check_inputs(x, {&v0, &w0, &s0}, {&alpha, &beta, &a, &b}, weight);
+  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
+  const bool rec = has_weight(weight);
+  Tensor spikes = at::empty_like(x);
+  Tensor v_trace = save ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor w_trace = save ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor v_roll = save ? Tensor() : v0.clone();
+  Tensor w_roll = save ? Tensor() : w0.clone();
+  Tensor cur_trace = (rec && save) ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor oma = at::rsub(alpha, 1.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "adlif_forward", [&] {
+    using T = scalar_t;
+    const T th = static_cast<T>(theta);
+    const T* xp = x.data_ptr<T>();
+    const T* v0p = v0.data_ptr<T>();
+    const T* w0p = w0.data_ptr<T>();
+    const T* s0p = s0.data_ptr<T>();
+    const T* ap = alpha.data_ptr<T>();
+    const T* op = oma.data_ptr<T>();
+    const T* bp = beta.data_ptr<T>();
+    const T* aap = a.data_ptr<T>();
+    const T* bbp = b.data_ptr<T>();
+    T* sp = spikes.data_ptr<T>();
+    T* vtp = save ? v_trace.data_ptr<T>() : v_roll.data_ptr<T>();
+    T* wtp = save ? w_trace.data_ptr<T>() : w_roll.data_ptr<T>();
+    auto prev = [&](T* trace, const T* init, int64_t t) -> const T* {
+      if (!save) return trace;
+      return t == 0 ? init : trace + (t - 1) * MH;
+    };
+    auto out = [&](T* trace, int64_t t) -> T* { return save ? trace + t * MH : trace; };
+    auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
+    if (!rec) {
+      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+        for (int64_t t = 0; t < nT; ++t) {
+          adlif_forward_rows<T>(r0, r1, H, xp + t * MH, nullptr, nullptr, prev(vtp, v0p, t),
+                                prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
+                                sp + t * MH, ap, op, bp, aap, bbp, th);
+        }
+      });
+    } else {
+      Recurrence<T> recur(*weight, M, H, x.options());
+      Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
+      const T* rp = recur.buf.data_ptr<T>();
+      for (int64_t t = 0; t < nT; ++t) {
+        const Tensor s_t = t == 0 ? s0 : spikes.select(0, t - 1);
+        recur.prepare(s_t, s_prev(t));
+        T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
+        at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) {
+          recur.rows(r0, r1, s_prev(t));
+          adlif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, prev(vtp, v0p, t),
+                                prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
+                                sp + t * MH, ap, op, bp, aap, bbp, th);
+        });
+      }
+    }
+  });
+  Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
+  Tensor w_last = save ? w_trace.select(0, nT - 1).clone() : w_roll;
+  return {spikes, v_last, w_last, v_trace, w_trace, cur_trace};
+}
+
+template <typename T>
+struct AdLIFGrads {
+  T* gx;
+  T* cv;
+  T* cw;
+  T* cs;
+  T* d_alpha;
+  T* d_beta;
+  T* d_a;
+  T* d_b;
+};
+
+template <typename T>
+struct AdLIFParams {
+  const T* alpha;
+  const T* oma;
+  const T* beta;
+  const T* a;
+  const T* b;
+  const T* cs_coef;
+};
+
+template <int64_t S, bool FIRST, typename T>
+inline void adlif_backward_rows(int64_t r0, int64_t r1, int64_t H, const T* gout, const T* v,
+                                const T* w, const T* vp, const T* wp, const T* s0, const T* cur,
+                                int64_t off, const AdLIFGrads<T>& g, const AdLIFParams<T>& p,
+                                T th, T p1, T p2) {
+  T* gx = g.gx + off;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * H;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t i = o + h;
+      const T gs = gout[i] + g.cs[i];
+      const T gv = g.cv[i] + gs * surrogate_grad<S, T>(v[i] - th, p1, p2);
+      const T gw = g.cw[i] - p.oma[h] * gv;
+      const T vprev = vp[i];
+      const T wprev = wp[i];
+      T sprev;
+      if constexpr (FIRST) {
+        sprev = s0[i];
+      } else {
+        sprev = (vprev - th) >= T(0) ? T(1) : T(0);
+      }
+      g.d_alpha[i] += gv * ((vprev - th * sprev) - (cur[i] - w[i]));
+      g.d_beta[i] += gw * wprev;
+      g.d_a[i] += gw * vprev;
+      g.d_b[i] += gw * sprev;
+      gx[i] = p.oma[h] * gv;
+      g.cv[i] = p.alpha[h] * gv + p.a[h] * gw;
+      g.cw[i] = p.beta[h] * gw;
+      g.cs[i] = p.cs_coef[h] * gv + p.b[h] * gw;
+    }
+  }
+}
+
+// Returns (grad_x, grad_alpha, grad_beta, grad_a, grad_b, grad_weight or empty,
+//          grad_v0, grad_w0, grad_s0).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_backward(
+    const Tensor& grad_spikes, const Tensor& grad_v_last, const Tensor& grad_w_last,
+    const Tensor& cur, const Tensor& v_trace, const Tensor& w_trace, const Tensor& v0,
+    const Tensor& w0, const Tensor& s0, const Tensor& alpha, const Tensor& beta, const Tensor& a,
+    const Tensor& b, const c10::optional<Tensor>& weight, double theta, bool detach_reset,
+    int64_t surrogate, double p1, double p2) {
+  check_inputs(cur, {&v0, &w0, &s0, &grad_v_last, &grad_w_last}, {&alpha, &beta, &a, &b}, weight);
+  TORCH_CHECK(grad_spikes.sizes() == cur.sizes() && grad_spikes.is_contiguous() &&
+                  v_trace.sizes() == cur.sizes() && v_trace.is_contiguous() &&
+                  w_trace.sizes() == cur.sizes() && w_trace.is_contiguous(),
+              "spikekws_scan: adlif_backward shape mismatch");
+  const int64_t nT = cur.size(0), M = cur.size(1), H = cur.size(2), MH = M * H;
+  const bool rec = has_weight(weight);
+  Tensor gx = at::empty_like(cur);
+  Tensor cv = grad_v_last.clone();
+  Tensor cw = grad_w_last.clone();
+  Tensor cs = at::zeros_like(v0);
+  Tensor acc = at::zeros({4, M, H}, v0.options());  // d alpha, d beta, d a, d b per element
+  Tensor cs_coef = detach_reset ? at::zeros_like(alpha) : alpha * (-theta);
+  Tensor oma = at::rsub(alpha, 1.0);
+  AT_DISPATCH_FLOATING_TYPES(cur.scalar_type(), "adlif_backward", [&] {
+    using T = scalar_t;
+    const T th = static_cast<T>(theta), q1 = static_cast<T>(p1), q2 = static_cast<T>(p2);
+    const T* gop = grad_spikes.data_ptr<T>();
+    const T* cp = cur.data_ptr<T>();
+    const T* vtp = v_trace.data_ptr<T>();
+    const T* wtp = w_trace.data_ptr<T>();
+    const T* v0p = v0.data_ptr<T>();
+    const T* w0p = w0.data_ptr<T>();
+    const T* s0p = s0.data_ptr<T>();
+    T* accp = acc.data_ptr<T>();
+    const AdLIFGrads<T> g{gx.data_ptr<T>(), cv.data_ptr<T>(), cw.data_ptr<T>(), cs.data_ptr<T>(),
+                          accp, accp + MH, accp + 2 * MH, accp + 3 * MH};
+    const AdLIFParams<T> p{alpha.data_ptr<T>(), oma.data_ptr<T>(), beta.data_ptr<T>(),
+                           a.data_ptr<T>(), b.data_ptr<T>(), cs_coef.data_ptr<T>()};
+    with_surrogate(surrogate, [&](auto tag) {
+      constexpr int64_t S = decltype(tag)::value;
+      auto step = [&](int64_t t, int64_t r0, int64_t r1) {
+        const int64_t off = t * MH;
+        if (t == 0) {
+          adlif_backward_rows<S, true, T>(r0, r1, H, gop, vtp, wtp, v0p, w0p, s0p, cp, 0, g, p,
+                                          th, q1, q2);
+        } else {
+          adlif_backward_rows<S, false, T>(r0, r1, H, gop + off, vtp + off, wtp + off,
+                                           vtp + off - MH, wtp + off - MH, nullptr, cp + off,
+                                           off, g, p, th, q1, q2);
+        }
+      };
+      if (!rec) {
+        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+          for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
+        });
+      } else {
+        for (int64_t t = nT - 1; t >= 0; --t) {
+          at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) { step(t, r0, r1); });
+          cs.addmm_(gx.select(0, t), *weight);
+        }
+      }
+    });
+  });
+  Tensor sums = acc.sum(1);  // [4, H]
+  Tensor grad_w = at::empty({0}, cur.options());
+  if (rec) {
+    grad_w = recurrent_weight_grad(gx, v_trace, s0, theta);
+  }
+  return {gx, sums[0], sums[1], sums[2], sums[3], grad_w, cv, cw, cs};
+}
+
+// ------------------------------------------------------------------------------------
+// LI:  v_t = alpha v_{t-1} + (1 - alpha) x_t
+// ------------------------------------------------------------------------------------
+
+template <typename T>
+inline void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* vp, T* vo,
+                            const T* alpha, const T* oma) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * H;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      vo[o + h] = alpha[h] * vp[o + h] + oma[h] * x[o + h];
+    }
+  }
+}
+
+template <typename T>
+inline void li_backward_rows(int64_t r0, int64_t r1, int64_t H, const T* gout, const T* x,
+                             const T* vp, T* gx, T* cv, T* dalpha, const T* alpha, const T* oma) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * H;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t i = o + h;
+      const T gv = gout[i] + cv[i];
+      dalpha[i] += gv * (vp[i] - x[i]);
+      gx[i] = oma[h] * gv;
+      cv[i] = alpha[h] * gv;
+    }
+  }
+}
+
+Tensor li_forward(const Tensor& x, const Tensor& v0, const Tensor& alpha) {
+  check_inputs(x, {&v0}, {&alpha}, c10::nullopt);
+  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
+  Tensor trace = at::empty_like(x);
+  Tensor oma = at::rsub(alpha, 1.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "li_forward", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* v0p = v0.data_ptr<T>();
+    const T* ap = alpha.data_ptr<T>();
+    const T* op = oma.data_ptr<T>();
+    T* vp = trace.data_ptr<T>();
+    at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+      for (int64_t t = 0; t < nT; ++t) {
+        const T* prev = t == 0 ? v0p : vp + (t - 1) * MH;
+        li_forward_rows<T>(r0, r1, H, xp + t * MH, prev, vp + t * MH, ap, op);
+      }
+    });
+  });
+  return trace;
+}
+
+// Returns (grad_x, grad_alpha, grad_v0).
+std::tuple<Tensor, Tensor, Tensor> li_backward(const Tensor& grad_trace, const Tensor& x,
+                                               const Tensor& trace, const Tensor& v0,
+                                               const Tensor& alpha) {
+  check_inputs(x, {&v0}, {&alpha}, c10::nullopt);
+  TORCH_CHECK(grad_trace.sizes() == x.sizes() && grad_trace.is_contiguous() &&
+                  trace.sizes() == x.sizes() && trace.is_contiguous(),
+              "spikekws_scan: li_backward shape mismatch");
+  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
+  Tensor gx = at::empty_like(x);
+  Tensor cv = at::zeros_like(v0);
+  Tensor dacc = at::zeros_like(v0);
+  Tensor oma = at::rsub(alpha, 1.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "li_backward", [&] {
+    using T = scalar_t;
+    const T* gop = grad_trace.data_ptr<T>();
+    const T* xp = x.data_ptr<T>();
+    const T* vp = trace.data_ptr<T>();
+    const T* v0p = v0.data_ptr<T>();
+    const T* ap = alpha.data_ptr<T>();
+    const T* op = oma.data_ptr<T>();
+    T* gxp = gx.data_ptr<T>();
+    T* cvp = cv.data_ptr<T>();
+    T* dap = dacc.data_ptr<T>();
+    at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+      for (int64_t t = nT - 1; t >= 0; --t) {
+        const T* prev = t == 0 ? v0p : vp + (t - 1) * MH;
+        li_backward_rows<T>(r0, r1, H, gop + t * MH, xp + t * MH, prev, gxp + t * MH, cvp,
+                            dap, ap, op);
+      }
+    });
+  });
+  return {gx, dacc.sum(0), cv};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(spikekws_scan, m) {
+  m.def("lif_forward(Tensor x, Tensor v0, Tensor s0, Tensor alpha, Tensor? weight, float theta, "
+        "bool save) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("lif_backward(Tensor grad_spikes, Tensor grad_v_last, Tensor cur, Tensor v_trace, "
+        "Tensor v0, Tensor s0, Tensor alpha, Tensor? weight, float theta, bool detach_reset, "
+        "int surrogate, float p1, float p2) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("adlif_forward(Tensor x, Tensor v0, Tensor w0, Tensor s0, Tensor alpha, Tensor beta, "
+        "Tensor a, Tensor b, Tensor? weight, float theta, bool save) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("adlif_backward(Tensor grad_spikes, Tensor grad_v_last, Tensor grad_w_last, Tensor cur, "
+        "Tensor v_trace, Tensor w_trace, Tensor v0, Tensor w0, Tensor s0, Tensor alpha, "
+        "Tensor beta, Tensor a, Tensor b, Tensor? weight, float theta, bool detach_reset, "
+        "int surrogate, float p1, float p2) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
+  m.def("li_backward(Tensor grad_trace, Tensor x, Tensor trace, Tensor v0, Tensor alpha) "
+        "-> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
+  m.impl("lif_forward", &lif_forward);
+  m.impl("lif_backward", &lif_backward);
+  m.impl("adlif_forward", &adlif_forward);
+  m.impl("adlif_backward", &adlif_backward);
+  m.impl("li_forward", &li_forward);
+  m.impl("li_backward", &li_backward);
+}

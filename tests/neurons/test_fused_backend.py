@@ -1,0 +1,319 @@
+"""The fused C++ scans (backend "cpp") against the torch reference: values and gradients.
+
+Skipped, with the build error as the reason, where the extension cannot be built.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from spikekws.models import build_model
+from spikekws.neurons import SURROGATES, get_surrogate
+from spikekws.neurons import functional as NF
+from spikekws.neurons.functional.backends import cpp
+from spikekws.neurons.surrogate import Surrogate
+
+_OPS = cpp.load()
+needs_ext = pytest.mark.skipif(
+    _OPS is None, reason=f"fused C++ kernels could not be built: {cpp.build_error()}")
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Norm-wise relative error of ``a`` against the reference ``b``."""
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def _close(a, b, dtype, what):
+    assert a.shape == b.shape, what
+    if b.abs().max() == 0:
+        assert a.abs().max() == 0, what
+        return
+    err = _rel(a, b)
+    assert err < TOL[dtype], f"{what}: relative error {err:.2e}"
+
+
+def _case(kind, *, T=13, B=3, H=7, recurrent=False, dtype=torch.float64, state=True,
+          drive=1.2, scalar_alpha=False, seed=0):
+    """Random inputs, parameters and (optionally non-zero) initial state, all leaves."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, lo=None, hi=None):
+        if lo is not None:
+            return (lo + (hi - lo) * torch.rand(*shape, generator=g)).to(dtype)
+        return torch.randn(*shape, generator=g).to(dtype)
+
+    leaves = {"x": drive + rnd(T, B, H)}
+    leaves["alpha"] = rnd(1, lo=0.5, hi=0.95).reshape(()) if scalar_alpha else rnd(H, lo=0.5, hi=0.95)
+    if kind == "adlif":
+        leaves.update(beta=rnd(H, lo=0.6, hi=0.98), a=rnd(H, lo=-0.5, hi=0.5),
+                      b=rnd(H, lo=0.0, hi=0.5))
+    if recurrent:
+        w = 0.4 * rnd(H, H)
+        leaves["recurrent_weight"] = w * (1 - torch.eye(H, dtype=dtype))
+    if state:
+        leaves["v0"] = rnd(B, H, lo=-0.5, hi=1.2)
+        leaves["s0"] = (rnd(B, H, lo=0, hi=1) > 0.5).to(dtype)
+        if kind == "adlif":
+            leaves["w0"] = 0.3 * rnd(B, H)
+    return {k: v.detach().requires_grad_(True) for k, v in leaves.items()}
+
+
+def _run(kind, leaves, backend, surrogate, detach_reset=False):
+    p = leaves
+    surr = get_surrogate(surrogate) if isinstance(surrogate, str) else surrogate
+    if kind == "lif":
+        state = NF.LIFState(p["v0"], p["s0"]) if "v0" in p else None
+        return NF.lif_scan(p["x"], state, alpha=p["alpha"], surrogate=surr,
+                           recurrent_weight=p.get("recurrent_weight"),
+                           detach_reset=detach_reset, backend=backend)
+    state = NF.AdLIFState(p["v0"], p["w0"], p["s0"]) if "v0" in p else None
+    return NF.adlif_scan(p["x"], state, alpha=p["alpha"], beta=p["beta"], a=p["a"], b=p["b"],
+                         surrogate=surr, recurrent_weight=p.get("recurrent_weight"),
+                         detach_reset=detach_reset, backend=backend)
+
+
+def _loss(spikes, state, seed=1):
+    """Weights every output (spikes and every final-state field) with random numbers."""
+    g = torch.Generator().manual_seed(seed)
+    total = (spikes * torch.randn(spikes.shape, generator=g).to(spikes.dtype)).sum()
+    for f in state:
+        total = total + (f * torch.randn(f.shape, generator=g).to(f.dtype)).sum()
+    return total
+
+
+def _grads(loss, leaves):
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, leaves.values())]
+
+
+def _compare(kind, surrogate="boxcar", detach_reset=False, **case):
+    dtype = case.get("dtype", torch.float64)
+    ref_leaves = _case(kind, **case)
+    cpp_leaves = {k: v.detach().clone().requires_grad_(True) for k, v in ref_leaves.items()}
+    s_ref, st_ref = _run(kind, ref_leaves, "torch", surrogate, detach_reset)
+    s_cpp, st_cpp = _run(kind, cpp_leaves, "cpp", surrogate, detach_reset)
+    assert s_cpp.dtype == dtype and type(st_cpp) is type(st_ref)
+    assert torch.equal(s_cpp, s_ref), "spikes differ"
+    for name, a, b in zip(st_ref._fields, st_cpp, st_ref):
+        _close(a, b, dtype, f"state.{name}")
+    rate = s_ref.mean().item()
+    # allow_unused: with detach_reset and no recurrence, s0 does not enter the reference graph.
+    grads_ref = _grads(_loss(s_ref, st_ref), ref_leaves)
+    grads_cpp = _grads(_loss(s_cpp, st_cpp), cpp_leaves)
+    for name, a, b in zip(ref_leaves, grads_cpp, grads_ref):
+        assert torch.isfinite(a).all(), f"grad {name} not finite"
+        _close(a, b, dtype, f"grad {name}")
+    return rate, dict(zip(ref_leaves, grads_ref))
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("surrogate", SURROGATES.list())
+@pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
+@pytest.mark.parametrize("kind", ["lif", "adlif"])
+def test_matches_reference_every_surrogate(kind, recurrent, surrogate, dtype):
+    rate, grads = _compare(kind, surrogate, recurrent=recurrent, dtype=dtype)
+    assert 0.0 < rate < 1.0
+    assert grads["x"].abs().sum() > 0 and grads["alpha"].abs().sum() > 0
+
+
+@needs_ext
+@pytest.mark.parametrize("T", [1, 2, 17])
+@pytest.mark.parametrize("state", [False, True], ids=["zero_state", "state"])
+@pytest.mark.parametrize("detach_reset", [False, True], ids=["reset", "detach"])
+@pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
+@pytest.mark.parametrize("kind", ["lif", "adlif"])
+def test_matches_reference_options(kind, recurrent, detach_reset, state, T):
+    for dtype in (torch.float32, torch.float64):
+        _compare(kind, "triangle", detach_reset, T=T, recurrent=recurrent, state=state,
+                 dtype=dtype)
+
+
+@needs_ext
+@pytest.mark.parametrize("drive", [0.3, 1.2, 3.0], ids=["sparse", "mid", "dense"])
+@pytest.mark.parametrize("kind", ["lif", "adlif"])
+def test_recurrent_sparse_and_dense_spikes(kind, drive):
+    # Low drive keeps spikes sparse (sparse recurrent sums), high drive makes them dense
+    # (GEMM path); both must equal the reference.
+    for dtype in (torch.float32, torch.float64):
+        _compare(kind, "atan", T=20, B=4, H=37, recurrent=True, drive=drive, dtype=dtype, seed=3)
+
+
+@needs_ext
+@pytest.mark.parametrize("kind", ["lif", "adlif"])
+def test_scalar_alpha_gets_its_gradient(kind):
+    _, grads = _compare(kind, "fast_sigmoid", scalar_alpha=True, recurrent=True)
+    assert grads["alpha"].shape == ()
+
+
+@needs_ext
+def test_larger_odd_sizes_fp32():
+    for kind in ("lif", "adlif"):
+        for recurrent in (False, True):
+            _compare(kind, "sigmoid", T=40, B=5, H=67, recurrent=recurrent, dtype=torch.float32,
+                     seed=7)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_li_matches_reference(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(11, 3, 7, generator=g).to(dtype).requires_grad_(True)
+    alpha = (0.5 + 0.4 * torch.rand(7, generator=g)).to(dtype).requires_grad_(True)
+    v0 = torch.randn(3, 7, generator=g).to(dtype).requires_grad_(True)
+    outs = {}
+    for backend in ("torch", "cpp"):
+        leaves = [t.detach().clone().requires_grad_(True) for t in (x, alpha, v0)]
+        trace, state = NF.li_scan(leaves[0], NF.LIState(leaves[2]), alpha=leaves[1], backend=backend)
+        w = torch.randn(trace.shape, generator=torch.Generator().manual_seed(2)).to(dtype)
+        loss = (trace * w).sum() + state.v.square().sum()
+        outs[backend] = (trace, state, torch.autograd.grad(loss, leaves))
+    (t_ref, st_ref, g_ref), (t_cpp, st_cpp, g_cpp) = outs["torch"], outs["cpp"]
+    torch.testing.assert_close(t_cpp, t_ref, rtol=0, atol=0)
+    torch.testing.assert_close(st_cpp.v, st_ref.v, rtol=0, atol=0)
+    for name, a, b in zip(("x", "alpha", "v0"), g_cpp, g_ref):
+        _close(a, b, dtype, f"grad {name}")
+
+
+@needs_ext
+def test_inference_path_equals_training_path():
+    leaves = _case("adlif", recurrent=True, T=9)
+    with torch.no_grad():
+        s_ng, st_ng = _run("adlif", leaves, "cpp", "boxcar")
+    s_g, st_g = _run("adlif", leaves, "cpp", "boxcar")
+    assert s_g.requires_grad and not s_ng.requires_grad
+    assert torch.equal(s_ng, s_g)
+    for a, b in zip(st_ng, st_g):
+        assert torch.equal(a, b)
+
+
+@needs_ext
+@pytest.mark.parametrize("neuron", ["lif", "rlif", "adlif", "radlif"])
+def test_snn_model_fused_equals_reference(neuron):
+    models = {}
+    for backend in ("torch", "cpp"):
+        torch.manual_seed(0)
+        m = build_model("snn", 5, 3, neuron=neuron, hidden_sizes=[9, 6], dropout=0.0,
+                        backend=backend).double()
+        for mod in m.modules():  # the readout's LI as well
+            if hasattr(mod, "backend"):
+                mod.backend = backend
+        models[backend] = m
+    x = 1.5 * torch.randn(2, 12, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    outs = {}
+    for backend, m in models.items():
+        out, rates = m(x)
+        out.sum().backward()
+        outs[backend] = (out, rates)
+    torch.testing.assert_close(outs["cpp"][0], outs["torch"][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(outs["cpp"][1], outs["torch"][1], rtol=0, atol=0)
+    for (name, p), (_, q) in zip(models["torch"].named_parameters(), models["cpp"].named_parameters()):
+        if p.grad is None:
+            assert q.grad is None, name
+        else:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+# --------------------------------------------------------------------------------------
+# Dispatch and fallbacks
+# --------------------------------------------------------------------------------------
+
+class _OddSurrogate(Surrogate):
+    """Not one of the kernels' surrogates: the cpp backend must use the reference."""
+
+    name = "odd"
+
+    def derivative(self, x):
+        return 0.3 * torch.exp(-x.square())
+
+
+def test_unknown_surrogate_falls_back_to_reference():
+    _compare("lif", _OddSurrogate(), recurrent=True)
+    _compare("adlif", _OddSurrogate())
+
+
+def test_subclass_of_known_surrogate_is_not_taken_for_it():
+    class Wider(type(get_surrogate("boxcar"))):
+        def derivative(self, x):
+            return 0.5 * super().derivative(x / 2)
+
+    assert cpp.surrogate_spec(Wider()) is None
+    _compare("lif", Wider())
+
+
+def test_mixed_dtypes_fall_back_to_reference():
+    x = 1.2 + torch.randn(6, 2, 5, dtype=torch.float64)
+    alpha = torch.full((5,), 0.8)  # float32 while x is float64
+    ref = NF.lif_scan(x, alpha=alpha, surrogate=get_surrogate("boxcar"), backend="torch")
+    out = NF.lif_scan(x, alpha=alpha, surrogate=get_surrogate("boxcar"), backend="cpp")
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1].v, ref[1].v)
+
+
+def test_auto_dispatch_by_device():
+    assert NF.resolve_backend("lif", "cuda") == "torch"
+    assert NF.resolve_backend("if", "cpu") == "torch"  # no fused IF kernel
+    assert NF.resolve_backend("lif", "cpu") == ("cpp" if _OPS is not None else "torch")
+    assert set(NF.BACKENDS["auto"]) == set(NF.BACKENDS["torch"])
+
+
+def test_cpp_backend_rejects_non_cpu_tensors():
+    x = torch.empty(4, 2, 3, device="meta")
+    with pytest.raises(ValueError, match="CPU"):
+        NF.lif_scan(x, alpha=torch.full((3,), 0.9, device="meta"),
+                    surrogate=get_surrogate("boxcar"), backend="cpp")
+
+
+def test_failed_build_warns_once_and_falls_back(monkeypatch, caplog):
+    calls = []
+
+    def broken(verbose=False):
+        calls.append(1)
+        raise RuntimeError("Error building extension: no compiler")
+
+    monkeypatch.setattr(cpp, "_build", broken)
+    monkeypatch.setattr(cpp, "_ops", None)
+    monkeypatch.setattr(cpp, "_tried", False)
+    monkeypatch.setattr(cpp, "_error", None)
+    monkeypatch.delenv(cpp.DISABLE_ENV, raising=False)
+    x = 1.2 + torch.randn(5, 2, 4, dtype=torch.float64)
+    kw = dict(alpha=torch.full((4,), 0.8, dtype=torch.float64), surrogate=get_surrogate("boxcar"))
+    with caplog.at_level(logging.WARNING, logger="spikekws"):
+        outs = [NF.lif_scan(x, backend=b, **kw) for b in ("cpp", "auto", "cpp")]
+        assert NF.resolve_backend("lif", "cpu") == "torch"
+    ref = NF.lif_scan(x, backend="torch", **kw)
+    for out in outs:
+        assert torch.equal(out[0], ref[0])
+    assert len(calls) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "could not build" in warnings[0].getMessage()
+    assert "no compiler" in (cpp.build_error() or "")
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setattr(cpp, "_ops", None)
+    monkeypatch.setattr(cpp, "_tried", False)
+    monkeypatch.setattr(cpp, "_error", None)
+    monkeypatch.setenv(cpp.DISABLE_ENV, "1")
+    monkeypatch.setattr(cpp, "_build", lambda verbose=False: pytest.fail("must not build"))
+    assert not cpp.available()
+    assert cpp.DISABLE_ENV in (cpp.build_error() or "")
+
+
+@needs_ext
+def test_compiling_uses_the_reference(monkeypatch):
+    # torch.compile / export do not know the custom ops: trace the reference instead.
+    calls = []
+    fused_apply = cpp._LIFScan.apply
+    monkeypatch.setattr(cpp._LIFScan, "apply", lambda *a: calls.append(1) or fused_apply(*a))
+    x = (1.0 + torch.randn(5, 2, 6)).requires_grad_(True)
+    kw = dict(alpha=torch.full((6,), 0.8), surrogate=get_surrogate("boxcar"), backend="cpp")
+    fused, _ = NF.lif_scan(x, **kw)
+    assert len(calls) == 1
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    traced, _ = NF.lif_scan(x, **kw)
+    assert len(calls) == 1
+    assert torch.equal(traced, fused)
