@@ -66,8 +66,23 @@ def build_directory(suffix: str = "") -> Path:
     return base / (extension_name() + suffix)
 
 
+def _ninja_on_path() -> None:
+    """torch runs ``ninja`` from PATH; the ``ninja`` wheel's binary is not on it when the
+    interpreter is called without activating its virtual environment."""
+    try:
+        import ninja  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    bin_dir = getattr(ninja, "BIN_DIR", None)
+    path = os.environ.get("PATH", "")
+    if bin_dir and bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + (os.pathsep + path if path else "")
+
+
 def _build(verbose: bool = False) -> Any:
     from torch.utils import cpp_extension
+
+    _ninja_on_path()
 
     # Without OpenMP (e.g. Apple clang) the kernels still build, single-threaded.
     attempts = [("", _CFLAGS, _LDFLAGS),
