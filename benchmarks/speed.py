@@ -24,6 +24,10 @@ Memory, two measures:
   allocation and unmapped on free; the peak RSS then follows the peak of live memory
   instead of what the allocator chose to keep.
 
+Fused and reference runs alternate, and each time is the minimum over ``--repeats`` runs
+(median and maximum are in the JSON): on a shared machine the minimum is the run least
+disturbed by other processes.
+
 Inputs are spectrogram-like: a first-order autoregressive process per feature (correlation
 0.95 between frames), so that firing rates are those of slowly varying features rather than
 of white noise; the mean firing rate of each configuration is reported with the timings.
@@ -63,6 +67,9 @@ CONFIGS = [
 ]
 NEURONS = ["lif", "adlif", "rlif", "radlif"]
 BACKENDS = {"fused": "cpp", "reference": "torch"}
+# Reported time per call: the minimum over the repeats, the run least disturbed by other
+# processes (median and maximum are kept in the JSON).
+TIME_KEY = "min_s"
 
 
 # --------------------------------------------------------------------------------------
@@ -117,6 +124,10 @@ def make_train_step(model, x, y) -> Callable[[], None]:
     return step
 
 
+def _summary(times: List[float]) -> Dict[str, float]:
+    return {"min_s": min(times), "median_s": statistics.median(times), "max_s": max(times)}
+
+
 def time_call(fn: Callable[[], None], repeats: int, warmup: int) -> Dict[str, float]:
     for _ in range(warmup):
         fn()
@@ -125,7 +136,33 @@ def time_call(fn: Callable[[], None], repeats: int, warmup: int) -> Dict[str, fl
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+    return _summary(times)
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int,
+                     warmup: int) -> Dict[str, Dict[str, float]]:
+    """Times several callables in turn (A B A B ...), so that load from other processes on a
+    shared machine hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: _summary(v) for k, v in times.items()}
+
+
+def _inference(fn: Callable[[], object]) -> Callable[[], None]:
+    import torch
+
+    def run() -> None:
+        with torch.inference_mode():
+            fn()
+
+    return run
 
 
 def saved_for_backward_bytes(model, x, y) -> int:
@@ -156,56 +193,68 @@ def saved_for_backward_bytes(model, x, y) -> int:
 # Model-level and layer-level measurements
 # --------------------------------------------------------------------------------------
 
-def bench_model(cfg: dict, neuron: str, backend: str, repeats: int, warmup: int) -> dict:
+def bench_model(cfg: dict, neuron: str, repeats: int, warmup: int) -> Dict[str, dict]:
+    """Fused and reference models of one row, timed in turn. Times are per call."""
     import torch
 
     x = features(cfg["batch"], cfg["steps"], cfg["in_features"])
     y = torch.randint(0, cfg["num_classes"], (cfg["batch"],), generator=torch.Generator().manual_seed(1))
-    model = build(cfg, neuron, backend)
-    model.train()
-    with torch.no_grad():
-        _, rates = model(x)
-    saved = saved_for_backward_bytes(model, x, y)
-    train = time_call(make_train_step(model, x, y), repeats, warmup)
-    model.eval()
-    with torch.inference_mode():
-        infer = time_call(lambda: model(x), repeats, warmup)
+    models = {label: build(cfg, neuron, backend) for label, backend in BACKENDS.items()}
+    out: Dict[str, dict] = {}
+    for label, model in models.items():
+        model.train()
+        with torch.no_grad():
+            _, rates = model(x)
+        out[label] = {"saved_for_backward_mb": saved_for_backward_bytes(model, x, y) / 2**20,
+                      "firing_rates": [round(r, 4) for r in rates.tolist()]}
+    train = time_interleaved({k: make_train_step(m, x, y) for k, m in models.items()}, repeats, warmup)
+    for model in models.values():
+        model.eval()
+    infer = time_interleaved({k: _inference(lambda m=m: m(x)) for k, m in models.items()},
+                             repeats, warmup)
     b = cfg["batch"]
-    return {
-        "train_samples_per_s": b / train["median_s"], "train_step_ms": 1e3 * train["median_s"],
-        "infer_samples_per_s": b / infer["median_s"], "infer_ms": 1e3 * infer["median_s"],
-        "train_times_s": train, "infer_times_s": infer,
-        "saved_for_backward_mb": saved / 2**20,
-        "firing_rates": [round(r, 4) for r in rates.tolist()],
-    }
+    for label in models:
+        tr, inf = train[label][TIME_KEY], infer[label][TIME_KEY]
+        out[label].update({
+            "train_samples_per_s": b / tr, "train_step_ms": 1e3 * tr,
+            "infer_samples_per_s": b / inf, "infer_ms": 1e3 * inf,
+            "train_times_s": train[label], "infer_times_s": infer[label]})
+    return out
 
 
-def bench_layer(neuron: str, backend: str, repeats: int, warmup: int, steps: int = 100,
-                batch: int = 32, size: int = 512) -> dict:
+def bench_layer(neuron: str, repeats: int, warmup: int, steps: int = 100, batch: int = 32,
+                size: int = 512) -> Dict[str, dict]:
     """One neuron layer: x [T, B, H] (unit-variance AR(1) drive plus an offset) -> spikes."""
     import torch
 
     from spikekws.neurons import build_neuron
 
-    torch.manual_seed(0)
-    layer = build_neuron(neuron, size, backend=backend)
     x = (0.8 + features(batch, steps, size, seed=2)).transpose(0, 1).contiguous()
     w = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
-    xg = x.clone().requires_grad_(True)
+    layers = {}
+    for label, backend in BACKENDS.items():
+        torch.manual_seed(0)
+        layers[label] = build_neuron(neuron, size, backend=backend)
 
-    def train() -> None:
-        layer.zero_grad(set_to_none=True)
-        xg.grad = None
-        s, _ = layer(xg)
-        (s * w).sum().backward()
+    def train_fn(layer):
+        xg = x.clone().requires_grad_(True)
+
+        def train() -> None:
+            layer.zero_grad(set_to_none=True)
+            xg.grad = None
+            s, _ = layer(xg)
+            (s * w).sum().backward()
+
+        return train
 
     with torch.no_grad():
-        rate = layer(x)[0].mean().item()
-    tr = time_call(train, repeats, warmup)
-    with torch.inference_mode():
-        inf = time_call(lambda: layer(x), repeats, warmup)
-    return {"fwd_bwd_ms": 1e3 * tr["median_s"], "fwd_ms": 1e3 * inf["median_s"],
-            "firing_rate": round(rate, 4)}
+        rate = layers["fused"](x)[0].mean().item()
+    tr = time_interleaved({k: train_fn(m) for k, m in layers.items()}, repeats, warmup)
+    inf = time_interleaved({k: _inference(lambda m=m: m(x)) for k, m in layers.items()},
+                           repeats, warmup)
+    return {k: {"fwd_bwd_ms": 1e3 * tr[k][TIME_KEY], "fwd_ms": 1e3 * inf[k][TIME_KEY],
+                "firing_rate": round(rate, 4), "fwd_bwd_times_s": tr[k], "fwd_times_s": inf[k]}
+            for k in layers}
 
 
 def bench_snntorch(cfg: dict, repeats: int, warmup: int) -> Optional[dict]:
@@ -263,7 +312,7 @@ def bench_snntorch(cfg: dict, repeats: int, warmup: int) -> Optional[dict]:
     with torch.inference_mode():
         inf = time_call(lambda: net(x), repeats, warmup)
     b = cfg["batch"]
-    return {"train_samples_per_s": b / tr["median_s"], "infer_samples_per_s": b / inf["median_s"],
+    return {"train_samples_per_s": b / tr[TIME_KEY], "infer_samples_per_s": b / inf[TIME_KEY],
             "snntorch_version": getattr(snn, "__version__", "?")}
 
 
@@ -386,6 +435,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "torch": torch.__version__, "python": platform.python_version(), "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "repeats": repeats, "warmup": warmup, "extension_load_s": round(build_s, 2),
+        "time_statistic": "minimum over repeats; fused and reference runs interleaved",
         "input": "AR(1) features, correlation 0.95 between frames, unit variance",
         "fused_backend": BACKENDS["fused"], "reference_backend": BACKENDS["reference"],
     }
@@ -394,12 +444,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     for cfg in configs:
         for neuron in neurons:
-            row = {"config": cfg["name"], "neuron": neuron}
-            for label, backend in BACKENDS.items():
-                r = bench_model(cfg, neuron, backend, repeats, warmup)
-                if memory:
-                    r.update(memory_in_subprocess(cfg, neuron, backend, args.threads))
-                row[label] = r
+            row = {"config": cfg["name"], "neuron": neuron, **bench_model(cfg, neuron, repeats, warmup)}
+            if memory:
+                for label, backend in BACKENDS.items():
+                    row[label].update(memory_in_subprocess(cfg, neuron, backend, args.threads))
             f, ref = row["fused"], row["reference"]
             row["train_speedup"] = f["train_samples_per_s"] / ref["train_samples_per_s"]
             row["infer_speedup"] = f["infer_samples_per_s"] / ref["infer_samples_per_s"]
@@ -409,9 +457,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     layer_rows = []
     for neuron in neurons:
-        lr = {"neuron": neuron}
-        for label, backend in BACKENDS.items():
-            lr[label] = bench_layer(neuron, backend, repeats, warmup)
+        lr = {"neuron": neuron, **bench_layer(neuron, repeats, warmup)}
         lr["fwd_bwd_speedup"] = lr["reference"]["fwd_bwd_ms"] / lr["fused"]["fwd_bwd_ms"]
         lr["fwd_speedup"] = lr["reference"]["fwd_ms"] / lr["fused"]["fwd_ms"]
         layer_rows.append(lr)
@@ -423,7 +469,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             snn_rows.append({"config": cfg["name"], **r})
 
     print()
-    print("Model: samples/s (fused = backend 'cpp', reference = backend 'torch')")
+    print("Model: samples/s (fused = backend 'cpp', reference = backend 'torch'; best of "
+          f"{repeats} interleaved runs)")
     hdr = ("| config | neuron | rate | train fused | train ref | train x | infer fused | infer ref "
            "| infer x | saved MB fused/ref |" + (" peak step RSS MB fused/ref |" if memory else ""))
     print(hdr)

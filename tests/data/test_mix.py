@@ -21,7 +21,7 @@ def make_fsdd(root: Path, digits=(0, 1, 2), per_speaker: int = 3) -> Path:
     for d in digits:
         for spk in SPEAKERS:
             for k in range(per_speaker):
-                n = 3000 + 500 * k  # shorter and longer than nothing in particular
+                n = 3000 + 500 * k  # shorter than the 1 s clip: padded on load
                 sf.write(str(rec / f"{d}_{spk}_{k}.wav"),
                          (0.1 * rng.standard_normal(n)).astype(np.float32), 8000,
                          subtype="PCM_16")
