@@ -95,7 +95,7 @@ def evaluate_conversion(model: torch.nn.Module, model_name: str, Xcal: torch.Ten
     if calibration != "mse":
         fixed = thresholds_from_samples(qnet, samples, calibration, None, shift, percentile)
     sim = simulate_integer if integer else simulate
-    for T in tqdm(timesteps, desc="timesteps", disable=not progress, leave=False):
+    for T in tqdm(timesteps, desc="timesteps", disable=None if progress else True, leave=False):
         thresholds = fixed if fixed is not None else thresholds_from_samples(
             qnet, samples, "mse", T, shift, percentile)
         snn = build_snn(qnet, thresholds, shift)

@@ -131,7 +131,7 @@ def spikify(
         n_spikes = 0
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
         with torch.no_grad():
-            for wave, label in tqdm(loader, desc=f"spikify {split}", disable=not progress,
+            for wave, label in tqdm(loader, desc=f"spikify {split}", disable=None if progress else True,
                                     leave=False, unit="batch"):
                 spikes = enc(frontend(wave), generator=gen)
                 for b in range(spikes.shape[0]):

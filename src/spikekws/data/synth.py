@@ -688,7 +688,7 @@ def _run_jobs(jobs: List[Any], n_workers: int, total: int, progress: bool) -> No
         ctx.set_forkserver_preload(["__main__", __name__, f"{__package__}.espeak", "soundfile"])
     else:  # pragma: no cover - Windows
         ctx = mp.get_context("spawn")
-    with tqdm(total=total, desc="synth", unit="clip", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc="synth", unit="clip", disable=None if progress else True, leave=False) as bar:
         with ctx.Pool(n_workers, maxtasksperchild=1) as pool:
             for done in pool.imap_unordered(_run_speaker, jobs, chunksize=1):
                 bar.update(len(done))

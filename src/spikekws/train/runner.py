@@ -99,7 +99,7 @@ def extract_features(dataset, frontend: nn.Module, device: torch.device, batch_s
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     xs, ys = [], []
-    for wave, label in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+    for wave, label in tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch"):
         xs.append(frontend(wave.to(device)).cpu())
         ys.append(label)
     if not xs:
@@ -240,7 +240,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         aug_gen = torch.Generator().manual_seed(t.seed * 104_729 + epoch)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(list(_batches(len(Xtr), t.batch_size, order)), desc=f"epoch {epoch + 1}/{t.epochs}",
-                   disable=not t.progress, leave=False, unit="batch")
+                   disable=None if t.progress else True, leave=False, unit="batch")
         for idx in bar:
             x, y = Xtr[idx].to(device), ytr[idx].to(device)
             if augment is not None:
