@@ -162,6 +162,15 @@ def _make_optimizer(cfg: Config, model: nn.Module):
     return opt, sched
 
 
+def _check_names(cfg: Config) -> None:
+    from ..models import MODELS
+    from ..neurons import NEURONS, SURROGATES
+    MODELS.get(cfg.model.name)
+    if cfg.model.name.lower() == "snn":  # the other models ignore neuron and surrogate
+        NEURONS.get(cfg.model.neuron)
+        SURROGATES.get(cfg.model.surrogate)
+
+
 def _validate_train_config(cfg: Config) -> None:
     t = cfg.train
     if t.epochs < 1:
@@ -197,6 +206,8 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
 
+    _check_names(cfg)  # fail on a misspelt name before minutes of feature extraction
+    augment = build_augment(cfg.train.augment)
     info = build_info(cfg)
     frontend = build_frontend(cfg, info.sample_rate, info.kind).to(device)
     t0 = time.time()
@@ -209,7 +220,6 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     torch.manual_seed(cfg.train.seed)
     model = build_network(cfg, Xtr.shape[-1], info.num_classes).to(device)
     opt, sched = _make_optimizer(cfg, model)
-    augment = build_augment(cfg.train.augment)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     start_epoch, history = 0, []
