@@ -52,6 +52,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interruptible(train_run, cfg, out, **kwargs):
+    """Ctrl-C: last.pt keeps the last complete epoch (written atomically); say how to resume."""
+    try:
+        return train_run(cfg, out, **kwargs)
+    except KeyboardInterrupt:
+        last = Path(out) / "checkpoints" / "last.pt"
+        hint = (f"{last} holds the last complete epoch; continue with: spikekws train --out "
+                f"{out} --resume" if last.is_file() else "no epoch was completed")
+        raise KeyboardInterrupt(hint) from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train.runner import train_run
@@ -59,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config or args.overrides:
             raise ValueError("--resume continues with the run's stored config; "
                              "do not pass a config file or overrides")
-        summary = train_run(None, args.out, resume=True)  # type: ignore[arg-type]
+        summary = _interruptible(train_run, None, args.out, resume=True)
     else:
         config_path = args.config
         overrides = list(args.overrides)
@@ -69,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(config_path, overrides)
         if args.no_progress:
             cfg.train.progress = False
-        summary = train_run(cfg, args.out)
+        summary = _interruptible(train_run, cfg, args.out)
     best = summary["best"]
     print(f"trained {summary['run_dir']}: best valid accuracy {best['valid_acc']:.4f} "
           f"at epoch {best['epoch']}")
@@ -277,9 +288,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"spikekws: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("spikekws: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        detail = f"; {e.args[0]}" if e.args else ""
+        print(f"spikekws: interrupted{detail}", file=sys.stderr)
         return 130
+    except ImportError as e:  # optional dependencies say which pip line installs them
+        if "pip install" not in str(e) or os.environ.get("SPIKEKWS_DEBUG"):
+            raise
+        print(f"spikekws: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,6 +67,8 @@ class TrainConfig:
     augment: Dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 256
     progress: bool = True
+    # Per-epoch scalars and firing rates to RUN/tensorboard/ (needs: pip install tensorboard).
+    tensorboard: bool = False
 
 
 @dataclass

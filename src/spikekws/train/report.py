@@ -7,6 +7,26 @@ from typing import Any, Dict, List, Sequence
 from ..config.schema import atomic_write_text
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
+    """``fig.savefig`` to a temporary file next to ``path``, then an atomic rename."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _plt():
     import matplotlib
 
@@ -39,7 +59,7 @@ def plot_confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], path: Pat
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -66,7 +86,7 @@ def plot_history(history: List[Dict[str, Any]], path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -137,14 +139,42 @@ def _evaluate_arrays(model, X, y, device, batch_size) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- training
-def _check_writable(run_dir: Path) -> None:
+def _check_writable(run_dir: Path, probe_bytes: int = 1 << 20) -> None:
+    """Write, fsync and delete a probe file of ``probe_bytes`` in the run directory."""
+    probe = run_dir / ".write-test"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"0" * 1024)
-        probe.unlink()
+        with open(probe, "wb") as f:
+            chunk = b"\0" * min(probe_bytes, 1 << 20)
+            left = probe_bytes
+            while left > 0:
+                f.write(chunk[:left])
+                left -= len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as e:
         raise ValueError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
+def checkpoint_bytes_estimate(model: nn.Module) -> int:
+    """Bytes that checkpointing needs at its peak: last.pt (weights + two Adam moments) and
+    best.pt (weights), each next to its temporary copy during the atomic replace."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 2 * (2 * weights + 2 * params) + (1 << 20)
+
+
+def _check_disk_space(run_dir: Path, need: int) -> None:
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise ValueError(f"not enough free disk space for run directory {run_dir}: "
+                         f"{free / 2**20:.1f} MiB free, checkpoints need about "
+                         f"{need / 2**20:.1f} MiB")
 
 
 def _make_optimizer(cfg: Config, model: nn.Module):
@@ -207,6 +237,9 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     seed_everything(cfg.train.seed)
 
     _check_names(cfg)  # fail on a misspelt name before minutes of feature extraction
+    if cfg.train.tensorboard:
+        from .tracking import require_tensorboard
+        require_tensorboard()
     augment = build_augment(cfg.train.augment)
     info = build_info(cfg)
     frontend = build_frontend(cfg, info.sample_rate, info.kind).to(device)
@@ -221,6 +254,9 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     model = build_network(cfg, Xtr.shape[-1], info.num_classes).to(device)
     opt, sched = _make_optimizer(cfg, model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    need = checkpoint_bytes_estimate(model)
+    _check_disk_space(run_dir, need)
+    _check_writable(run_dir, min(need // 2, 256 << 20))  # about one last.pt
 
     start_epoch, history = 0, []
     best = {"epoch": -1, "valid_acc": -1.0}
@@ -230,6 +266,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         if sched is not None and ckpt.get("scheduler") is not None:
             sched.load_state_dict(ckpt["scheduler"])
         start_epoch, history, best = ckpt["epoch"], list(ckpt["history"]), dict(ckpt["best"])
+        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
     else:
         save_config(cfg, run_dir / "config.yaml")
@@ -239,7 +276,10 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
             "num_params": n_params}
     from tqdm.auto import tqdm
 
+    from .tracking import make_logger
+
     t = cfg.train
+    tb = make_logger(t.tensorboard, run_dir, start_epoch)
     for epoch in range(start_epoch, t.epochs):
         t_epoch = time.time()
         # Per-epoch seeding makes an epoch's randomness independent of what ran before it,
@@ -280,6 +320,8 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
                "valid_loss": val["loss"], "valid_acc": val["acc"],
                "firing_rates": val["firing_rates"], "lr": lr, "time_s": time.time() - t_epoch}
         history.append(row)
+        if tb is not None:
+            tb.log_epoch(row)
         improved = val["acc"] > best["valid_acc"]
         if improved:
             best = {"epoch": epoch + 1, "valid_acc": val["acc"], "valid_loss": val["loss"]}
@@ -295,6 +337,8 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
                  "lr %.2e | %.1fs", epoch + 1, t.epochs, row["train_loss"], row["train_acc"],
                  val["loss"], val["acc"], " *" if improved else "  ",
                  "/".join(f"{r:.3f}" for r in val["firing_rates"]), lr, row["time_s"])
+    if tb is not None:
+        tb.close()
     return {"run_dir": str(run_dir), "best": best, "epochs": t.epochs, "num_params": n_params}
 
 
