@@ -14,6 +14,7 @@ MODELS: Registry = Registry("model")
 
 from . import snn as _snn  # noqa: E402,F401  (registers "snn")
 from . import ann as _ann  # noqa: E402,F401  (registers "mlp", "rnn", "gru", "ligru", "cnn2d")
+from . import spikescr as _spikescr  # noqa: E402,F401  (registers "spikescr")
 from .snn import SNN  # noqa: E402
 
 
