@@ -97,7 +97,57 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{rep['dataset']}/{args.split}: accuracy {rep['accuracy']:.4f}  "
           f"F1 micro {rep['f1_micro']:.4f}  F1 macro {rep['f1_macro']:.4f}  "
           f"({rep['num_samples']} samples)  firing rates [{rates}]")
+    if rep.get("energy"):
+        from .train.energy import energy_table
+        print(f"operations and energy per sample (T={rep['energy']['timesteps']}):")
+        print(energy_table(rep["energy"]))
     print(f"wrote {Path(args.run) / 'metrics.json'} and {Path(args.run) / 'report.md'}")
+    return 0
+
+
+def _int_list(text: str, name: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{name} needs at least one integer, got {text!r}")
+    return values
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .train.distill import distill_run
+    curriculum = _int_list(args.curriculum, "--curriculum") if args.curriculum else None
+    summary = distill_run(args.teacher, args.out, timesteps=args.timesteps, curriculum=curriculum,
+                          temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
+                          student_config=args.student_config, overrides=list(args.overrides),
+                          init=args.init, scale_dt=not args.no_scale_dt,
+                          checkpoint=args.checkpoint, progress=False if args.no_progress else None)
+    best = summary["best"]
+    stages = " -> ".join(str(s) for s in summary["stages"])
+    print(f"distilled {summary['run_dir']}: T {summary['teacher_timesteps']} (teacher valid accuracy "
+          f"{summary['teacher_valid_acc']:.4f}) -> {stages}; best valid accuracy "
+          f"{best['valid_acc']:.4f} at epoch {best['epoch']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.html import write_html_report
+    res = write_html_report(args.run, split=args.split, checkpoint=args.checkpoint,
+                            samples=args.samples, hist_samples=args.hist_samples,
+                            embed=args.embed, device=args.device, progress=not args.no_progress)
+    where = "embedded" if args.embed else f"in {Path(args.run) / 'report'}"
+    print(f"wrote {res['path']} ({len(res['figures'])} figures {where}, {res['seconds']:.1f}s)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report.compare import compare_runs, format_table
+    groups = compare_runs(args.runs, split=args.split)
+    if args.json:
+        print(json.dumps(groups, indent=2))
+    else:
+        print(format_table(groups))
     return 0
 
 
@@ -210,6 +260,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
+    r = sub.add_parser("report", help="write RUN/report.html: curves, confusion, F1, spike rasters, "
+                                       "membranes, firing-rate histograms, energy, config")
+    r.add_argument("run", help="run directory")
+    r.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="split of the metrics and sample clips (evaluated first if missing)")
+    r.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    r.add_argument("--samples", type=int, default=3, help="clips with rasters and membranes")
+    r.add_argument("--hist-samples", type=int, default=64,
+                   help="clips for the firing-rate histograms (default: 64)")
+    r.add_argument("--embed", action="store_true", help="embed the figures in the HTML file")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_report)
+
+    cm = sub.add_parser("compare", help="compare runs side by side (seeds of one config pooled "
+                                         "as mean ± std)")
+    cm.add_argument("runs", nargs="+", help="run directories")
+    cm.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                    help="split of metrics.json to compare (default: test)")
+    cm.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cm.set_defaults(func=cmd_compare)
+
     c = sub.add_parser("convert", help="convert a trained ANN run (cnn2d, mlp) to a spiking network "
                                         "and tabulate accuracy vs time steps")
     c.add_argument("run", help="run directory")
@@ -260,6 +332,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_spikify)
+
+    kd = sub.add_parser("distill", help="distil a trained run into a student with fewer time "
+                                         "steps (KD with a time-step curriculum)")
+    kd.add_argument("teacher", help="trained teacher run directory")
+    kd.add_argument("overrides", nargs="*", help="section.key=value overrides of the student config")
+    kd.add_argument("--out", required=True, help="student run directory")
+    kd.add_argument("--timesteps", type=int, required=True,
+                    help="the student's time steps per clip (features resampled along time)")
+    kd.add_argument("--curriculum", default=None,
+                    help="comma-separated step counts of the stages, ending at --timesteps "
+                         "(e.g. 100,70,40; default: one stage)")
+    kd.add_argument("--temperature", type=float, default=4.0, help="softmax temperature (default: 4)")
+    kd.add_argument("--alpha", type=float, default=0.5,
+                    help="weight of the distillation term; 1 - alpha weighs the label loss (default: 0.5)")
+    kd.add_argument("--epochs", type=int, default=None,
+                    help="total epochs over all stages (default: the student config's train.epochs)")
+    kd.add_argument("--student-config", default=None,
+                    help="YAML config of the student (default: the teacher's config)")
+    kd.add_argument("--init", default="scratch", choices=("scratch", "teacher"),
+                    help="first stage starts from fresh weights or the teacher's (same architecture)")
+    kd.add_argument("--no-scale-dt", action="store_true",
+                    help="keep the neurons' dt instead of scaling it by T_teacher / T")
+    kd.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                    help="teacher checkpoint (default: best)")
+    kd.add_argument("--no-progress", action="store_true")
+    kd.set_defaults(func=cmd_distill)
 
     ls = sub.add_parser("list", help="list registered datasets, features, models, neurons, surrogates")
     ls.add_argument("what", nargs="?", default=None)
