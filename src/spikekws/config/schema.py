@@ -31,6 +31,9 @@ class DataConfig:
 class FeatureConfig:
     name: str = "logmel"
     options: Dict[str, Any] = field(default_factory=dict)
+    # Resample every clip's feature sequence to this many frames (area/average pooling
+    # along time: the same clip seen with a longer hop); None keeps the front-end's frames.
+    timesteps: Optional[int] = None
 
 
 @dataclass

@@ -108,6 +108,15 @@ def write_report(run_dir: Path, split: str, report: Dict[str, Any], history: Lis
     for i, r in enumerate(report.get("firing_rates", [])):
         lines.append(f"| firing rate layer {i} | {r:.4f} |")
     lines += ["", f"![confusion matrix]({cm_png.name})", ""]
+    energy = report.get("energy")
+    if energy:
+        from .energy import energy_table
+        t = energy["total"]
+        lines += ["## Operations and energy per sample", "",
+                  f"{energy['timesteps']} time steps; fp32 {t['energy_pj_fp32'] / 1e3:.4g} nJ, int8 "
+                  f"{t['energy_pj_int8'] / 1e3:.4g} nJ (all products as fp32 MACs: "
+                  f"{t['dense_energy_pj_fp32'] / 1e3:.4g} nJ). {energy['source']}.", "",
+                  energy_table(energy), ""]
     if history:
         curves = run_dir / "training_curves.png"
         plot_history(history, curves)

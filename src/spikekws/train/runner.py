@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -68,8 +68,13 @@ def build_info(cfg: Config):
 def build_frontend(cfg: Config, sample_rate: int, kind: str = "audio") -> nn.Module:
     from ..features import build_features
     if kind == "spikes":  # spike datasets yield binned events [T, C]: nothing to extract
-        return build_features("none")
-    return build_features(cfg.features.name, sample_rate=sample_rate, **cfg.features.options)
+        frontend = build_features("none")
+    else:
+        frontend = build_features(cfg.features.name, sample_rate=sample_rate, **cfg.features.options)
+    if cfg.features.timesteps is not None:  # same clip, fewer (longer) frames
+        from .distill import TimeResample
+        frontend = nn.Sequential(frontend, TimeResample(cfg.features.timesteps))
+    return frontend
 
 
 def build_network(cfg: Config, in_features: int, num_classes: int) -> nn.Module:
@@ -211,6 +216,48 @@ def _validate_train_config(cfg: Config) -> None:
         raise ValueError(f"train.lr must be > 0, got {t.lr}")
 
 
+def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoch: int,
+                device: torch.device, augment=None, loss_fn: Optional[Callable] = None,
+                desc: Optional[str] = None) -> Tuple[float, int, int]:
+    """One training epoch over ``(X, y)`` with the settings ``t`` (a ``TrainConfig``).
+
+    -> (summed loss, correct predictions, samples). ``loss_fn(out, y, idx)`` replaces the
+    classification loss (distillation passes one that reads the teacher's outputs at
+    ``idx``); the firing-rate regulariser is added to it. Per-epoch seeding makes an
+    epoch's randomness (shuffle, dropout, augmentation) independent of what ran before
+    it, so a resumed run is bit-identical to an uninterrupted one.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(t.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
+    model.train()
+    aug_gen = torch.Generator().manual_seed(t.seed * 104_729 + epoch)
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(list(_batches(len(X), t.batch_size, order)), desc=desc or f"epoch {epoch + 1}/{t.epochs}",
+               disable=None if t.progress else True, leave=False, unit="batch")
+    for idx in bar:
+        xb, yb = X[idx].to(device), y[idx].to(device)
+        if augment is not None:
+            xb = augment(xb, aug_gen)
+        out, rates = model(xb)
+        loss = classification_loss(out, yb) if loss_fn is None else loss_fn(out, yb, idx)
+        total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if t.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
+                                     f"lower train.lr or enable train.grad_clip")
+        loss_sum += loss.item() * len(idx)
+        correct += int((out.argmax(1) == yb).sum().item())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return loss_sum, correct, seen
+
+
 def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str, Any]:
     """Train according to ``cfg`` into ``run_dir``; returns the summary of the best epoch.
 
@@ -274,42 +321,13 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
 
     meta = {"config": config_to_dict(cfg), "info": asdict(info), "in_features": int(Xtr.shape[-1]),
             "num_params": n_params}
-    from tqdm.auto import tqdm
-
     from .tracking import make_logger
 
     t = cfg.train
     tb = make_logger(t.tensorboard, run_dir, start_epoch)
     for epoch in range(start_epoch, t.epochs):
         t_epoch = time.time()
-        # Per-epoch seeding makes an epoch's randomness independent of what ran before it,
-        # so a resumed run is bit-identical to an uninterrupted one.
-        torch.manual_seed(t.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
-        model.train()
-        aug_gen = torch.Generator().manual_seed(t.seed * 104_729 + epoch)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(list(_batches(len(Xtr), t.batch_size, order)), desc=f"epoch {epoch + 1}/{t.epochs}",
-                   disable=None if t.progress else True, leave=False, unit="batch")
-        for idx in bar:
-            x, y = Xtr[idx].to(device), ytr[idx].to(device)
-            if augment is not None:
-                x = augment(x, aug_gen)
-            out, rates = model(x)
-            loss = classification_loss(out, y)
-            total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if t.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
-                                         f"lower train.lr or enable train.grad_clip")
-            loss_sum += loss.item() * len(idx)
-            correct += int((out.argmax(1) == y).sum().item())
-            seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        loss_sum, correct, seen = train_epoch(model, opt, Xtr, ytr, t, epoch, device, augment)
         val = _evaluate_arrays(model, Xva, yva, device, t.eval_batch_size)
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -389,6 +407,8 @@ def evaluate_run(run_dir: PathLike, split: str = "test", dataset: Optional[str] 
         "firing_rates": [float(r) for r in rates.tolist()],
         "num_params": ckpt.get("num_params"),
     })
+    from .energy import energy_report
+    report["energy"] = energy_report(model, X, dev, cfg.train.eval_batch_size)
     if write:
         write_metrics(run_dir, split, report)
         from .report import write_report

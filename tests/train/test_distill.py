@@ -1,0 +1,188 @@
+"""Distillation to fewer time steps: loss, resampling, curriculum, the distill CLI."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from spikekws.cli import main
+from spikekws.train.distill import TimeResample, kd_loss, parse_curriculum, split_epochs
+
+WORDS = ("no", "up", "yes")
+SPEAKERS = ("aa11", "bb22", "cc33", "dd44", "ee55", "ff66")
+TINY = ["data.name=synth", "model.name=spikescr", "model.neuron=lif", "model.hidden_sizes=[8]",
+        "model.options.heads=2", "model.dropout=0.0", "train.epochs=2", "train.batch_size=6",
+        "train.lr=0.01", "features.options.n_mels=12", "train.device=cpu", "train.threads=1",
+        "train.progress=false"]
+
+
+# --------------------------------------------------------------------------- units
+def test_kd_loss_by_hand():
+    s = torch.tensor([[2.0, 0.0, -1.0]])
+    t = torch.tensor([[0.5, 1.0, 0.0]])
+    y = torch.tensor([0])
+    assert kd_loss(s, t, y, 4.0, 0.0).item() == pytest.approx(F.cross_entropy(s, y).item())
+    assert kd_loss(s, s, y, 3.0, 1.0).item() == pytest.approx(0.0, abs=1e-7)
+    p_t = torch.softmax(t / 2.0, -1)[0]
+    p_s = torch.softmax(s / 2.0, -1)[0]
+    kl = float((p_t * (p_t.log() - p_s.log())).sum())
+    ce = -math.log(float(torch.softmax(s, -1)[0, 0]))
+    assert kd_loss(s, t, y, 2.0, 0.25).item() == pytest.approx(0.25 * 4 * kl + 0.75 * ce, rel=1e-5)
+    # log-probabilities (the LI readout's output) give the same loss as logits
+    assert kd_loss(torch.log_softmax(s, -1), t, y, 2.0, 0.25).item() == pytest.approx(
+        kd_loss(s, t, y, 2.0, 0.25).item(), rel=1e-5)
+
+
+def test_time_resample_averages_frames():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).reshape(1, 6, 1)
+    assert TimeResample(3)(x).flatten().tolist() == [1.5, 3.5, 5.5]
+    assert TimeResample(2)(x).flatten().tolist() == [2.0, 5.0]
+    assert TimeResample(6)(x) is x
+    assert TimeResample(12)(x).flatten().tolist()[:4] == [1.0, 1.0, 2.0, 2.0]
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="timesteps"):
+            TimeResample(bad)
+
+
+def test_curriculum_and_epoch_split():
+    assert parse_curriculum(40) == [40]
+    assert parse_curriculum(40, [100, 70, 40]) == [100, 70, 40]
+    with pytest.raises(ValueError, match="end at timesteps=40"):
+        parse_curriculum(40, [100, 70])
+    with pytest.raises(ValueError, match="positive"):
+        parse_curriculum(40, [0, 40])
+    with pytest.raises(ValueError, match="timesteps"):
+        parse_curriculum(0)
+    assert split_epochs(10, 3) == [3, 3, 4]
+    assert split_epochs(3, 3) == [1, 1, 1]
+    with pytest.raises(ValueError, match="at least"):
+        split_epochs(2, 3)
+
+
+# --------------------------------------------------------------------------- CLI
+def run(argv):
+    logger = logging.getLogger("spikekws")
+    state = (list(logger.handlers), logger.level, logger.propagate)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main([str(a) for a in argv])
+    finally:
+        logger.handlers, logger.level, logger.propagate = state
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _write_tiny(root: Path) -> Path:
+    import soundfile as sf
+
+    sr, n = 8000, 2000
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / sr
+    valid, test = [], []
+    for wi, word in enumerate(WORDS):
+        for si, spk in enumerate(SPEAKERS):
+            f0 = 300.0 + 400.0 * wi + 15.0 * si
+            tone = 0.4 * np.sin(2 * np.pi * f0 * t) + 0.02 * rng.standard_normal(n)
+            rel = f"{word}/{spk}_nohash_0.wav"
+            (root / word).mkdir(parents=True, exist_ok=True)
+            sf.write(str(root / rel), tone.astype(np.float32), sr, subtype="PCM_16")
+            (valid if spk == SPEAKERS[-2] else test if spk == SPEAKERS[-1] else []).append(rel)
+    (root / "validation_list.txt").write_text("".join(r + "\n" for r in valid))
+    (root / "testing_list.txt").write_text("".join(r + "\n" for r in test))
+    (root / "manifest.json").write_text('{"sample_rate": 8000, "clip_seconds": 0.25}')
+    return root
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    base = tmp_path_factory.mktemp("kd")
+    root = _write_tiny(base / "synth")
+    run_dir = base / "teacher"
+    rc, out, err = run(["-q", "train", "--out", run_dir, f"data.root={root}", *TINY])
+    assert rc == 0, err
+    return run_dir
+
+
+def assert_user_error(res, needle):
+    rc, _, err = res
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spikekws: error: ") and needle in lines[0], err
+
+
+def test_distill_writes_a_run_that_evaluate_resamples(teacher, tmp_path):
+    from spikekws.train.runner import build_data, build_frontend, extract_features, load_run
+
+    student = tmp_path / "student"
+    rc, out, err = run(["-q", "distill", teacher, "--timesteps", "10", "--curriculum", "20,10",
+                        "--epochs", "3", "--temperature", "2", "--alpha", "0.7", "--out", student,
+                        "--no-progress"])
+    assert rc == 0, err
+    assert "-> 20 -> 10" in out
+    cfg = yaml.safe_load((student / "config.yaml").read_text())
+    native_steps = 26  # 0.25 s, 10 ms hop
+    assert cfg["features"]["timesteps"] == 10
+    assert cfg["model"]["options"]["dt"] == pytest.approx(0.01 * native_steps / 10)
+    assert cfg["model"]["name"] == "spikescr" and cfg["train"]["epochs"] == 3
+    rows = [json.loads(line) for line in (student / "history.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["stage"], r["timesteps"]) for r in rows] == [(1, 1, 20), (2, 2, 10), (3, 2, 10)]
+    record = json.loads((student / "distill.json").read_text())
+    assert record["curriculum"] == [20, 10] and record["epochs_per_stage"] == [1, 2]
+    assert record["teacher_timesteps"] == native_steps and record["alpha"] == 0.7
+    best = torch.load(student / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] in (2, 3)  # chosen in the last stage only
+    assert (student / "checkpoints" / "last.pt").is_file()
+
+    rc, out, err = run(["-q", "evaluate", student, "--no-progress", "--device", "cpu"])
+    assert rc == 0, err
+    assert "operations and energy per sample (T=10)" in out and "| embed.conv | Conv1d | real |" in out
+    metrics = json.loads((student / "metrics.json").read_text())["test"]
+    assert metrics["energy"]["timesteps"] == 10
+    assert metrics["energy"]["total"]["energy_pj_fp32"] > 0
+    assert "Operations and energy per sample" in (student / "report.md").read_text()
+
+    # evaluate's accuracy is the student's on features resampled to 10 frames
+    s_cfg, _, model, _ = load_run(student)
+    frontend = build_frontend(s_cfg, 8000)
+    X, y = extract_features(build_data(s_cfg, "test"), frontend, torch.device("cpu"))
+    assert X.shape[1] == 10
+    with torch.no_grad():
+        acc = (model(X)[0].argmax(1) == y).double().mean().item()
+    assert metrics["accuracy"] == pytest.approx(acc)
+
+
+def test_distill_init_from_teacher_starts_from_its_weights(teacher, tmp_path):
+    student = tmp_path / "s"
+    rc, _, err = run(["-q", "distill", teacher, "--timesteps", "26", "--epochs", "1", "--init",
+                      "teacher", "--out", student, "train.lr=1e-12", "--no-scale-dt"])
+    assert rc == 0, err
+    t = torch.load(teacher / "checkpoints" / "best.pt", weights_only=True)["model"]
+    s = torch.load(student / "checkpoints" / "best.pt", weights_only=True)["model"]
+    w = "blocks.0.attn.q.weight"
+    torch.testing.assert_close(s[w], t[w], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--timesteps", "10", "--curriculum", "20,12"], "must end at timesteps=10"),
+    (["--timesteps", "10", "--curriculum", "20,x"], "--curriculum must be comma-separated"),
+    (["--timesteps", "10", "--alpha", "1.5"], "alpha"),
+    (["--timesteps", "10", "--temperature", "0"], "temperature"),
+    (["--timesteps", "10", "--curriculum", "20,15,10", "--epochs", "2"], "at least"),
+    (["--timesteps", "10", "--init", "teacher", "model.hidden_sizes=[4]"], "init='teacher'"),
+    (["--timesteps", "10", "data.root=/elsewhere"], "teacher's data"),
+])
+def test_distill_user_errors(teacher, tmp_path, extra, needle):
+    assert_user_error(run(["distill", teacher, "--out", tmp_path / "x", "--epochs", "1", *extra]), needle)
+
+
+def test_distill_out_must_differ_from_teacher(teacher):
+    assert_user_error(run(["distill", teacher, "--out", teacher, "--timesteps", "5"]), "--out must differ")
