@@ -93,6 +93,12 @@ def test_rates_are_mean_spike_probabilities_per_layer():
     torch.testing.assert_close(rates, torch.stack([emb.mean(), block.mean()]))
 
 
+def test_norm_momentum_reaches_every_batch_norm():
+    m = _model(norm_momentum=0.3)
+    bns = [b for b in m.modules() if isinstance(b, nn.BatchNorm1d)]
+    assert len(bns) == 1 + 2 * 7 + 1 and all(b.momentum == 0.3 for b in bns)
+
+
 def test_mean_readout_gives_logits_and_li_readout_log_probabilities():
     m = _model(readout="mean").eval()
     out, _ = m(_x())
@@ -126,6 +132,7 @@ def test_neuron_options_reach_every_neuron():
     (dict(kernel_size=0), "kernel_size"),
     (dict(dropout=1.0), "dropout"),
     (dict(normalization="group"), "normalization"),
+    (dict(norm_momentum=0.0), "norm_momentum"),
 ])
 def test_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):

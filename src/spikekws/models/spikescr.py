@@ -225,7 +225,7 @@ class SpikeSCR(nn.Module):
     def __init__(self, in_features: int, num_classes: int, dim: int = 128, depth: int = 2,
                  heads: int = 4, kernel_size: int = 7, embed_kernel: int = 3, causal: bool = False,
                  readout: str = "li", neuron: str = "lif", normalization: str = "batchnorm",
-                 dropout: float = 0.1, **neuron_kwargs) -> None:
+                 dropout: float = 0.1, norm_momentum: float = 0.1, **neuron_kwargs) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("num_classes", num_classes),
                             ("dim", dim), ("depth", depth), ("heads", heads),
@@ -238,6 +238,8 @@ class SpikeSCR(nn.Module):
             raise ValueError(f"readout must be one of {', '.join(_READOUTS)}; got {readout!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 < float(norm_momentum) <= 1.0:
+            raise ValueError(f"norm_momentum must be in (0, 1], got {norm_momentum}")
         build_norm(normalization, 1)  # validate early
         neuron = neuron.lower()
         NEURONS.get(neuron)
@@ -263,6 +265,12 @@ class SpikeSCR(nn.Module):
                                         tau_mem=neuron_kwargs.get("tau_mem", (0.05, 0.25)))
         else:
             self.linear_readout = nn.Linear(self.dim, self.num_classes)
+        # Norms after sparse spike inputs see variances that shrink by orders of magnitude
+        # while training; a slow running average (the stacks' 0.05) keeps a stale estimate
+        # for many epochs on small datasets and breaks evaluation.
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.momentum = float(norm_momentum)
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.in_features:
@@ -299,6 +307,7 @@ def build_spikescr(
     normalization: str = "batchnorm",
     bidirectional: bool = False,
     threshold: Optional[float] = None,
+    norm_momentum: float = 0.1,
     **neuron_kwargs,
 ) -> SpikeSCR:
     """Factory. ``hidden_sizes`` (``model.hidden_sizes``) gives width and depth: ``[D] * N``
@@ -319,4 +328,4 @@ def build_spikescr(
     return SpikeSCR(in_features, num_classes, dim=dim, depth=depth, heads=heads,
                     kernel_size=kernel_size, embed_kernel=embed_kernel, causal=causal,
                     readout=readout, neuron=neuron, normalization=normalization, dropout=dropout,
-                    **neuron_kwargs)
+                    norm_momentum=norm_momentum, **neuron_kwargs)

@@ -1,0 +1,163 @@
+"""Spiking global-local hybrid vs RadLIF, and distillation to fewer time steps, with energy.
+
+For each dataset (the built-in synthetic commands and FSDD):
+
+(a) ``spikescr`` (dim 64, 2 blocks) vs the RadLIF stack (``snn``/``radlif``, 2 x 124), about
+    the same parameter count, both at T = 100 steps per clip;
+(b) the ``spikescr`` run of (a) as teacher (T = 100) distilled to a student at T = 40 with the
+    curriculum 100 -> 70 -> 40, next to two references: the same student trained at T = 40
+    without a teacher, and distillation straight to 40 (no curriculum).
+
+Every run is evaluated on the test split with ``evaluate_run`` (accuracy, firing rates,
+MAC/AC counts and energy per sample from :mod:`spikekws.train.energy`). Prints a table and
+writes JSON. Usage::
+
+    spikekws synth --out data/synth_kd --lang en --speakers 120 \\
+        --words yes,no,up,down,left,right,on,off,stop,go
+    python benchmarks/kd_energy.py [--datasets synth,fsdd] [--synth-root data/synth_kd]
+        [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--runs runs/kd_energy]
+        [--out benchmarks/results/kd_energy.json]
+
+Runs already in ``--runs`` are reused (delete them to retrain). Everything runs on one CPU
+thread (``train.threads=1``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHER_T, STUDENT_T, CURRICULUM = 100, 40, [100, 70, 40]
+RADLIF = ["model.name=snn", "model.neuron=radlif", "model.hidden_sizes=[124,124]",
+          "model.options={tau_mem: [0.02, 0.1]}"]
+
+
+def _data_overrides(name: str, root: str) -> List[str]:
+    if name == "synth":
+        return ["data.name=synth", f"data.root={root}"]
+    return ["data.name=fsdd", f"data.root={root}", "data.options.split_mode=speaker",
+            "data.options.test_speakers=theo"]
+
+
+def _train(path: Path, overrides: List[str]) -> float:
+    from spikekws.config import load_config
+    from spikekws.train.runner import train_run
+
+    if (path / "checkpoints" / "best.pt").is_file():
+        print(f"reusing {path}", flush=True)
+        return 0.0
+    cfg = load_config(REPO / "configs" / "spikescr.yaml", overrides)
+    t0 = time.time()
+    s = train_run(cfg, path)
+    print(f"trained {path}: best valid {s['best']['valid_acc']:.4f} ({time.time() - t0:.0f}s)", flush=True)
+    return time.time() - t0
+
+
+def _distill(path: Path, teacher: Path, curriculum, epochs: int) -> float:
+    from spikekws.train.distill import distill_run
+
+    if (path / "checkpoints" / "best.pt").is_file():
+        print(f"reusing {path}", flush=True)
+        return 0.0
+    t0 = time.time()
+    s = distill_run(teacher, path, STUDENT_T, curriculum=curriculum, temperature=4.0, alpha=0.5,
+                    epochs=epochs, progress=False)
+    print(f"distilled {path}: best valid {s['best']['valid_acc']:.4f} ({time.time() - t0:.0f}s)", flush=True)
+    return time.time() - t0
+
+
+def _row(label: str, path: Path, train_s: float) -> Dict[str, Any]:
+    from spikekws.train.runner import evaluate_run
+
+    rep = evaluate_run(path, split="test", device="cpu")
+    hist = [json.loads(line) for line in (path / "history.jsonl").read_text().splitlines() if line]
+    e = rep["energy"]["total"]
+    return {"run": label, "dir": str(path), "timesteps": rep["energy"]["timesteps"],
+            "params": rep["num_params"], "test_acc": rep["accuracy"],
+            "best_valid_acc": max(h["valid_acc"] for h in hist if h.get("timesteps", STUDENT_T) ==
+                                  rep["energy"]["timesteps"] or "stage" not in h),
+            "firing_rates": rep["firing_rates"], "macs": e["macs"], "acs": e["acs"],
+            "energy_nj_fp32": e["energy_pj_fp32"] / 1e3, "energy_nj_int8": e["energy_pj_int8"] / 1e3,
+            "dense_energy_nj_fp32": e["dense_energy_pj_fp32"] / 1e3, "train_s": round(train_s, 1)}
+
+
+def run_dataset(name: str, root: str, runs: Path, epochs: int) -> Dict[str, Any]:
+    base = [*_data_overrides(name, root), f"features.timesteps={TEACHER_T}", f"train.epochs={epochs}",
+            "train.threads=1", "train.device=cpu", "train.progress=false"]
+    d = runs / name
+    dt40 = 0.01 * TEACHER_T / STUDENT_T  # the step length distillation gives the student
+    t_rad = _train(d / "radlif_T100", [*base, *RADLIF])
+    t_scr = _train(d / "spikescr_T100", base)
+    t_40 = _train(d / "spikescr_T40_noKD", [*base, f"features.timesteps={STUDENT_T}",
+                                             f"model.options.dt={dt40}"])
+    t_kd = _distill(d / "kd_curriculum_T40", d / "spikescr_T100", CURRICULUM, epochs)
+    t_kd1 = _distill(d / "kd_direct_T40", d / "spikescr_T100", None, epochs)
+    rows = [_row("RadLIF 2x124 (T=100)", d / "radlif_T100", t_rad),
+            _row("spikescr 64x2 (T=100, teacher)", d / "spikescr_T100", t_scr),
+            _row("spikescr T=40, no KD", d / "spikescr_T40_noKD", t_40),
+            _row("KD 100->70->40 (curriculum)", d / "kd_curriculum_T40", t_kd),
+            _row("KD 100->40 (no curriculum)", d / "kd_direct_T40", t_kd1)]
+    rad, teacher, _, student, _ = rows
+    targets = {
+        "hybrid_beats_radlif": teacher["test_acc"] > rad["test_acc"],
+        "param_ratio_hybrid_over_radlif": teacher["params"] / rad["params"],
+        "timestep_cut": 1 - student["timesteps"] / teacher["timesteps"],
+        "kd_acc_drop_pp": 100 * (teacher["test_acc"] - student["test_acc"]),
+        "kd_acc_drop_within_1pp": 100 * (teacher["test_acc"] - student["test_acc"]) <= 1.0,
+        "kd_energy_ratio_fp32": student["energy_nj_fp32"] / teacher["energy_nj_fp32"],
+    }
+    return {"dataset": name, "root": root, "epochs": epochs, "rows": rows, "targets": targets}
+
+
+def table(res: Dict[str, Any]) -> str:
+    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, test split)", "",
+             "| run | T | params | test acc | rates | MACs | ACs | fp32 nJ | int8 nJ | dense fp32 nJ |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        rates = "/".join(f"{x:.3f}" for x in r["firing_rates"])
+        lines.append(f"| {r['run']} | {r['timesteps']} | {r['params']} | {r['test_acc']:.4f} | {rates} | "
+                     f"{r['macs']:.3g} | {r['acs']:.3g} | {r['energy_nj_fp32']:.1f} | "
+                     f"{r['energy_nj_int8']:.2f} | {r['dense_energy_nj_fp32']:.1f} |")
+    t = res["targets"]
+    lines += ["", f"hybrid beats RadLIF: {t['hybrid_beats_radlif']} (params ratio "
+              f"{t['param_ratio_hybrid_over_radlif']:.3f}); KD cuts time steps by "
+              f"{t['timestep_cut']:.0%} with {t['kd_acc_drop_pp']:+.2f} pp accuracy drop "
+              f"(within 1 pp: {t['kd_acc_drop_within_1pp']}); energy x{t['kd_energy_ratio_fp32']:.3f}"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default="synth,fsdd")
+    p.add_argument("--synth-root", default="data/synth_kd")
+    p.add_argument("--fsdd-root", default=str((REPO / ".." / "shared" / "data" / "fsdd").resolve()))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--runs", default="runs/kd_energy")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kd_energy.json"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    sys.path.insert(0, str(REPO / "src"))
+    from spikekws.config.schema import atomic_write_text
+
+    out = Path(args.out)
+    results: Dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    for name in filter(None, (s.strip() for s in args.datasets.split(","))):
+        if name not in ("synth", "fsdd"):
+            raise SystemExit(f"unknown dataset {name!r}; choose synth and/or fsdd")
+        root = args.synth_root if name == "synth" else args.fsdd_root
+        res = run_dataset(name, root, Path(args.runs), args.epochs)
+        print(table(res), flush=True)
+        results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
+        results[name] = res
+        atomic_write_text(out, json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
