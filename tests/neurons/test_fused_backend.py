@@ -218,6 +218,59 @@ def test_snn_model_fused_equals_reference(neuron):
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-12, msg=name)
 
 
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("density", [0.0, 0.04, 0.6], ids=["silent", "events", "dense"])
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("shape", [(1, 1, 37), (7, 3, 37)], ids=["T1", "T7"])
+def test_event_linear_matches_reference(shape, bias, density, dtype):
+    g = torch.Generator().manual_seed(5)
+    # Dropout-scaled spikes: values 0 or 1 / (1 - p).
+    x = ((torch.rand(shape, generator=g) < density).to(dtype) / 0.9).requires_grad_(True)
+    w = torch.randn(23, shape[-1], generator=g).to(dtype).requires_grad_(True)
+    b = torch.randn(23, generator=g).to(dtype).requires_grad_(True) if bias else None
+    leaves = [t for t in (x, w, b) if t is not None]
+    gy = torch.randn(*shape[:-1], 23, generator=g).to(dtype)
+    outs = {}
+    for backend in ("torch", "cpp"):
+        y = NF.linear(x, w, b, backend=backend)
+        outs[backend] = (y, torch.autograd.grad((y * gy).sum(), leaves))
+    (y_ref, g_ref), (y_cpp, g_cpp) = outs["torch"], outs["cpp"]
+    assert y_cpp.shape == y_ref.shape == (*shape[:-1], 23)
+    _close(y_cpp, y_ref, dtype, "y")
+    for name, a, r in zip(("x", "weight", "bias"), g_cpp, g_ref):
+        _close(a, r, dtype, f"grad {name}")
+    _, sparse = torch.ops.spikekws_scan.event_linear_forward(
+        x.detach().reshape(-1, shape[-1]).contiguous(), w.detach(), None)
+    assert sparse == (density < 0.5)
+
+
+@needs_ext
+def test_event_linear_without_grad_and_fallbacks():
+    g = torch.Generator().manual_seed(6)
+    x = (torch.rand(50, 4, 64, generator=g) < 0.05).float()
+    w = torch.randn(10, 64, generator=g)
+    with torch.no_grad():
+        y = NF.linear(x, w, backend="cpp")
+    _close(y, torch.nn.functional.linear(x, w), torch.float32, "no-grad y")
+    # 1-D inputs use torch's linear; so do mixed dtypes, which it rejects.
+    assert torch.equal(NF.linear(x[0, 0], w, backend="cpp"), torch.nn.functional.linear(x[0, 0], w))
+    with pytest.raises(RuntimeError):
+        NF.linear(x.double(), w, backend="cpp")
+
+
+@needs_ext
+def test_event_linear_layer_keeps_state_dict_and_hooks():
+    from spikekws.layers import SpikingLinear
+
+    layer = SpikingLinear(6, 5, neuron="lif", normalization="none")
+    assert set(layer.state_dict()) >= {"linear.weight"}
+    seen = []
+    layer.linear.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    layer(torch.randn(4, 2, 6))
+    assert seen == [torch.Size([4, 2, 5])]
+
+
 # --------------------------------------------------------------------------------------
 # Dispatch and fallbacks
 # --------------------------------------------------------------------------------------

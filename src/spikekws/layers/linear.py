@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..neurons import functional as NF
 from ..neurons.modules import LI, build_neuron
 
 _NORMS = ("batchnorm", "layernorm", "none")
@@ -33,6 +34,20 @@ def build_norm(kind: str, size: int) -> nn.Module:
     raise ValueError(f"normalization must be one of {', '.join(_NORMS)}; got {kind!r}")
 
 
+class EventLinear(nn.Linear):
+    """``nn.Linear`` whose product runs on a neuron backend (``"auto"``, ``"cpp"``,
+    ``"torch"``, ...): fused backends sum only the weights of non-zero inputs when the input
+    is sparse (spikes), and fall back to the dense product otherwise."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 backend: str = "auto") -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return NF.linear(x, self.weight, self.bias, backend=self.backend)
+
+
 class SpikingLinear(nn.Module):
     """``spikes = neuron(norm(W x))`` then dropout.
 
@@ -58,7 +73,8 @@ class SpikingLinear(nn.Module):
         self.in_features = int(in_features)
         self.hidden_size = int(hidden_size)
         self.bidirectional = bool(bidirectional)
-        self.linear = nn.Linear(self.in_features, self.hidden_size, bias=bias)
+        self.linear = EventLinear(self.in_features, self.hidden_size, bias=bias,
+                                  backend=neuron_kwargs.get("backend", "auto"))
         self.norm = build_norm(normalization, self.hidden_size)
         self.neuron = build_neuron(neuron, self.hidden_size, **neuron_kwargs)
         self.dropout = nn.Dropout(dropout)
@@ -101,11 +117,12 @@ class LIReadout(nn.Module):
     """
 
     def __init__(self, in_features: int, num_classes: int, normalization: str = "batchnorm",
-                 bias: bool = False, dt: float = 0.01, tau_mem=(0.05, 0.25)) -> None:
+                 bias: bool = False, dt: float = 0.01, tau_mem=(0.05, 0.25),
+                 backend: str = "auto") -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, num_classes, bias=bias)
+        self.linear = EventLinear(in_features, num_classes, bias=bias, backend=backend)
         self.norm = build_norm(normalization, num_classes)
-        self.li = LI(num_classes, dt=dt, tau_mem=tau_mem)
+        self.li = LI(num_classes, dt=dt, tau_mem=tau_mem, backend=backend)
 
     def membrane(self, x: torch.Tensor, state=None):
         """x: [T, B, in] -> (v [T, B, C], state)."""

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..config import Config, config_from_dict, config_to_dict, save_config
 from ..config.schema import atomic_write_text
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import classification_loss, firing_rate_regularizer
 from .metrics import classification_report
@@ -218,7 +219,8 @@ def _validate_train_config(cfg: Config) -> None:
 
 def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoch: int,
                 device: torch.device, augment=None, loss_fn: Optional[Callable] = None,
-                desc: Optional[str] = None) -> Tuple[float, int, int]:
+                desc: Optional[str] = None,
+                dctx: Optional[distributed.Context] = None) -> Tuple[float, int, int]:
     """One training epoch over ``(X, y)`` with the settings ``t`` (a ``TrainConfig``).
 
     -> (summed loss, correct predictions, samples). ``loss_fn(out, y, idx)`` replaces the
@@ -226,23 +228,31 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
     ``idx``); the firing-rate regulariser is added to it. Per-epoch seeding makes an
     epoch's randomness (shuffle, dropout, augmentation) independent of what ran before
     it, so a resumed run is bit-identical to an uninterrupted one.
+
+    Under torchrun (``dctx`` enabled, ``model`` wrapped in DDP) each rank trains on its shard
+    of every batch; the returned sums are over all ranks.
     """
     from tqdm.auto import tqdm
 
-    torch.manual_seed(t.seed * 1_000_003 + epoch)
+    dctx = dctx or distributed.Context()
+    seed_offset = distributed.seed_offset(dctx)  # 0 on rank 0 and for a single process
+    torch.manual_seed(t.seed * 1_000_003 + epoch + seed_offset)
     order = torch.randperm(len(X), generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
     model.train()
-    aug_gen = torch.Generator().manual_seed(t.seed * 104_729 + epoch)
+    aug_gen = torch.Generator().manual_seed(t.seed * 104_729 + epoch + seed_offset)
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(list(_batches(len(X), t.batch_size, order)), desc=desc or f"epoch {epoch + 1}/{t.epochs}",
                disable=None if t.progress else True, leave=False, unit="batch")
     for idx in bar:
+        idx, weight = distributed.shard(idx, dctx)  # this rank's part of the batch
         xb, yb = X[idx].to(device), y[idx].to(device)
         if augment is not None:
             xb = augment(xb, aug_gen)
         out, rates = model(xb)
         loss = classification_loss(out, yb) if loss_fn is None else loss_fn(out, yb, idx)
         total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
+        if weight != 1.0:  # DDP averages over ranks: the whole batch's mean loss
+            total = weight * total
         opt.zero_grad(set_to_none=True)
         total.backward()
         if t.grad_clip:
@@ -251,10 +261,14 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
                                      f"lower train.lr or enable train.grad_clip")
-        loss_sum += loss.item() * len(idx)
-        correct += int((out.argmax(1) == yb).sum().item())
-        seen += len(idx)
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        n_local = len(idx) if weight > 0 else 0
+        loss_sum += loss.item() * n_local
+        correct += int((out.argmax(1) == yb).sum().item()) if n_local else 0
+        seen += n_local
+        bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.3f}")
+    if dctx.enabled:
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], dctx, device)
+        correct, seen = int(correct), int(seen)
     return loss_sum, correct, seen
 
 
@@ -281,6 +295,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    dctx, device = distributed.setup(device)  # under torchrun: join the process group
     seed_everything(cfg.train.seed)
 
     _check_names(cfg)  # fail on a misspelt name before minutes of feature extraction
@@ -313,21 +328,26 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         if sched is not None and ckpt.get("scheduler") is not None:
             sched.load_state_dict(ckpt["scheduler"])
         start_epoch, history, best = ckpt["epoch"], list(ckpt["history"]), dict(ckpt["best"])
-        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if dctx.is_main:
+            atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
     else:
-        save_config(cfg, run_dir / "config.yaml")
+        if dctx.is_main:
+            save_config(cfg, run_dir / "config.yaml")
         log.info("model %s/%s: %d trainable parameters", cfg.model.name, cfg.model.neuron, n_params)
 
+    train_model = distributed.wrap(model, dctx, device)  # DDP under torchrun, else model
     meta = {"config": config_to_dict(cfg), "info": asdict(info), "in_features": int(Xtr.shape[-1]),
             "num_params": n_params}
     from .tracking import make_logger
 
     t = cfg.train
-    tb = make_logger(t.tensorboard, run_dir, start_epoch)
+    tb = make_logger(t.tensorboard, run_dir, start_epoch) if dctx.is_main else None
     for epoch in range(start_epoch, t.epochs):
         t_epoch = time.time()
-        loss_sum, correct, seen = train_epoch(model, opt, Xtr, ytr, t, epoch, device, augment)
+        loss_sum, correct, seen = train_epoch(train_model, opt, Xtr, ytr, t, epoch, device, augment,
+                                              dctx=dctx)
+        distributed.average_buffers(model, dctx)  # ranks evaluate and save the same model
         val = _evaluate_arrays(model, Xva, yva, device, t.eval_batch_size)
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -346,17 +366,19 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         state = dict(meta, model=model.state_dict(), epoch=epoch + 1, history=history, best=best,
                      optimizer=opt.state_dict(),
                      scheduler=sched.state_dict() if sched is not None else None)
-        if improved:
+        if improved and dctx.is_main:
             save_checkpoint(run_dir / "checkpoints" / "best.pt",
                             {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
-        save_checkpoint(last_path, state)
-        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if dctx.is_main:  # only rank 0 writes the run directory
+            save_checkpoint(last_path, state)
+            atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log.info("epoch %d/%d  loss %.4f  acc %.4f | valid loss %.4f  acc %.4f%s | rates %s | "
                  "lr %.2e | %.1fs", epoch + 1, t.epochs, row["train_loss"], row["train_acc"],
                  val["loss"], val["acc"], " *" if improved else "  ",
                  "/".join(f"{r:.3f}" for r in val["firing_rates"]), lr, row["time_s"])
     if tb is not None:
         tb.close()
+    distributed.teardown(dctx)
     return {"run_dir": str(run_dir), "best": best, "epochs": t.epochs, "num_params": n_params}
 
 

@@ -9,11 +9,15 @@ Each scan dispatches on ``backend`` through the :data:`BACKENDS` dict:
 - ``"auto"``: per call, the first backend in :data:`AUTO_PREFERENCE` for the input's device
   type that is available, else the reference.
 
-A neuron missing from a backend's table uses the reference.
+A neuron missing from a backend's table uses the reference. The tables also hold
+``"linear"``, the weighted input ``x W^T + b`` of a layer, which fused backends compute from
+the non-zero inputs (spikes) only.
 """
 from __future__ import annotations
 
 from typing import Callable, Dict, Tuple
+
+import torch
 
 from .adlif import adlif_init, adlif_scan_torch, adlif_step
 from .backends import cpp as _cpp
@@ -44,6 +48,7 @@ BACKENDS: Dict[str, Dict[str, Callable]] = {
         "adlif": adlif_scan_torch,
         "if": if_scan_torch,
         "li": li_scan_torch,
+        "linear": torch.nn.functional.linear,
     },
     "cpp": {name: _cpu_only(name, fn) for name, fn in _cpp.SCANS.items()},
 }
@@ -97,6 +102,11 @@ def adlif_scan(x, state=None, *, alpha, beta, a, b, surrogate, v_threshold=1.0,
     )
 
 
+def linear(x, weight, bias=None, *, backend="torch"):
+    """x: [..., K], weight: [O, K] -> x W^T + bias: [..., O] (``torch.nn.functional.linear``)."""
+    return get_scan("linear", backend)(x, weight, bias)
+
+
 def if_scan(x, state=None, *, surrogate, v_threshold=1.0, backend="torch"):
     """x: [T, B, ...] -> (spikes, LIFState). See :mod:`.if_`."""
     return get_scan("if", backend)(x, state, surrogate, v_threshold)
@@ -111,5 +121,5 @@ __all__ = [
     "AdLIFState", "LIFState", "LIState", "BACKENDS", "AUTO_PREFERENCE", "BACKEND_AVAILABLE",
     "get_scan", "resolve_backend",
     "lif_step", "lif_scan", "lif_init", "adlif_step", "adlif_scan", "adlif_init",
-    "if_step", "if_scan", "li_step", "li_scan",
+    "if_step", "if_scan", "li_step", "li_scan", "linear",
 ]

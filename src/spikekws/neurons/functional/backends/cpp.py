@@ -44,6 +44,10 @@ DISABLE_ENV = "SPIKEKWS_NO_EXTENSIONS"
 _CFLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
 _LDFLAGS = ["-fopenmp"]
 
+# Every op the Python side calls; a loaded library must have them all.
+_OPS = ("lif_forward", "lif_backward", "adlif_forward", "adlif_backward", "li_forward",
+        "li_backward", "event_linear_forward", "event_linear_weight_grad")
+
 _lock = threading.Lock()
 _ops: Any = None
 _tried = False
@@ -97,7 +101,11 @@ def _build(verbose: bool = False) -> Any:
                 extra_ldflags=ldflags, build_directory=str(directory), is_python_module=False,
                 verbose=verbose,
             )
-            return torch.ops.spikekws_scan
+            ops = torch.ops.spikekws_scan
+            missing = [op for op in _OPS if not hasattr(ops, op)]
+            if missing:  # a library built from an older source, e.g. by another process
+                raise RuntimeError(f"stale extension in {directory}: no {', '.join(missing)}")
+            return ops
         except Exception as e:  # try the next flags, report the first failure
             first_error = first_error or e
     raise first_error or RuntimeError("no build attempted")
@@ -285,6 +293,27 @@ class _LIScan(torch.autograd.Function):
         return gx, gv0, ga
 
 
+class _EventLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # type: ignore[override]
+        y, sparse = torch.ops.spikekws_scan.event_linear_forward(x, weight, bias)
+        ctx.save_for_backward(x, weight)
+        ctx.sparse = sparse
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        g = g.contiguous()
+        gx = g.mm(weight) if ctx.needs_input_grad[0] else None
+        gw = (torch.ops.spikekws_scan.event_linear_weight_grad(g, x, ctx.sparse)
+              if ctx.needs_input_grad[1] else None)
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
 # --------------------------------------------------------------------------------------
 # Scans with the reference signatures (see ..lif, ..adlif, ..li for the equations)
 # --------------------------------------------------------------------------------------
@@ -366,7 +395,25 @@ def li_scan_cpp(x, state, alpha):
     return trace, LIState(trace[-1])
 
 
-SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp}
+def linear_cpp(x, weight, bias=None):
+    """``x W^T + bias`` (``torch.nn.functional.linear``) for x: [..., K], W: [O, K], computed
+    from the non-zero entries of x when fewer than one in ten are (spikes, dropout-scaled
+    spikes): the product and the weight gradient then cost in proportion to the events."""
+    if not (_common_ok(x) and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.dtype == x.dtype and weight.device == x.device
+            and x.shape[-1] == weight.shape[1]
+            and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype == x.dtype
+                                  and bias.shape == (weight.shape[0],)))) or load() is None:
+        return torch.nn.functional.linear(x, weight, bias)
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    if _needs_grad((x2, weight, bias)):
+        y = _EventLinear.apply(x2, weight, bias)
+    else:
+        y, _ = torch.ops.spikekws_scan.event_linear_forward(x2, weight, bias)
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp, "linear": linear_cpp}
 
 __all__ = ["SCANS", "available", "build_directory", "build_error", "load", "surrogate_spec",
-           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp"]
+           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp", "linear_cpp"]

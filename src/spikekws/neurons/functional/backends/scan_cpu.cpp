@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -124,8 +125,8 @@ void check_inputs(const Tensor& x, const std::vector<const Tensor*>& states,
 inline bool has_weight(const c10::optional<Tensor>& w) { return w.has_value() && w->defined(); }
 
 // Recurrent input s_{t-1} V^T for one step. Spikes are binary and mostly zero, so below
-// kSparseDensity the product is a sum of the rows of V^T picked by the active neurons
-// (per row, in neuron order: deterministic for any thread count); above it, one GEMM.
+// kSparseDensity (per block of rows) the product is a sum of the rows of V^T picked by the
+// active neurons (per row, in neuron order); above it, one GEMM on the block.
 // The sparse sums are bound by reading rows of V^T from cache, so they are compiled for
 // several instruction sets and the loader picks the widest the CPU has.
 constexpr double kSparseDensity = 0.2;
@@ -169,23 +170,24 @@ struct Recurrence {
   Tensor vt;             // V^T, contiguous: row j = V[:, j]
   Tensor buf;            // [M, H] result
   int64_t H;
-  bool sparse = false;
 
   Recurrence(const Tensor& w, int64_t M, int64_t H_, const at::TensorOptions& opt)
       : weight(w), vt(w.t().contiguous()), buf(at::empty({M, H_}, opt)), H(H_) {}
 
-  // Picks the method for spikes s ([M, H], data sp) and does the dense product at once;
-  // the sparse one is done block of rows by block of rows in rows(), inside the step's tasks.
-  void prepare(const Tensor& s, const T* sp) {
-    const int64_t n = s.numel();
+  // s_{t-1} V^T for the rows [r0, r1) of spikes s ([M, H], data sp), into the same rows of
+  // buf: sums of rows of V^T while the block's spikes are sparse, else one GEMM on the block.
+  // Samples are independent, so each task runs the whole time loop on its own rows.
+  void block(int64_t r0, int64_t r1, const Tensor& s, const T* sp) {
+    const T* b = sp + r0 * H;
+    const int64_t n = (r1 - r0) * H;
     int64_t nnz = 0;
-    for (int64_t i = 0; i < n; ++i) nnz += sp[i] != T(0);
-    sparse = static_cast<double>(nnz) < kSparseDensity * static_cast<double>(n);
-    if (!sparse) at::mm_out(buf, s, weight.t());
-  }
-
-  void rows(int64_t r0, int64_t r1, const T* sp) {
-    if (sparse) sparse_product(r0, r1, H, sp, vt.data_ptr<T>(), buf.data_ptr<T>());
+    for (int64_t i = 0; i < n; ++i) nnz += b[i] != T(0);
+    if (static_cast<double>(nnz) < kSparseDensity * static_cast<double>(n)) {
+      sparse_product(r0, r1, H, sp, vt.data_ptr<T>(), buf.data_ptr<T>());
+    } else {
+      Tensor o = buf.narrow(0, r0, r1 - r0);
+      at::mm_out(o, s.narrow(0, r0, r1 - r0), weight.t());
+    }
   }
 };
 
@@ -331,16 +333,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
       Recurrence<T> recur(*weight, M, H, x.options());
       Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
       const T* rp = recur.buf.data_ptr<T>();
-      for (int64_t t = 0; t < nT; ++t) {
-        const Tensor s_t = t == 0 ? s0 : spikes.select(0, t - 1);
-        recur.prepare(s_t, s_prev(t));
-        T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
-        at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) {
-          recur.rows(r0, r1, s_prev(t));
+      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+        for (int64_t t = 0; t < nT; ++t) {
+          recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1), s_prev(t));
+          T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
           lif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, v_prev(t), s_prev(t), v_out(t),
                               sp + t * MH, ap, op, th);
-        });
-      }
+        }
+      });
     }
   });
   Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
@@ -425,10 +425,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
           for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
         });
       } else {
-        for (int64_t t = nT - 1; t >= 0; --t) {
-          at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) { step(t, r0, r1); });
-          cs.addmm_(gx.select(0, t), *weight);  // d/ds_{t-1} through I_t = x_t + s_{t-1} V^T
-        }
+        // Samples are independent: each task runs the whole time loop on its rows, with
+        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block.
+        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+          Tensor cs_block = cs.narrow(0, r0, r1 - r0);
+          for (int64_t t = nT - 1; t >= 0; --t) {
+            step(t, r0, r1);
+            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), *weight);
+          }
+        });
       }
     });
   });
@@ -527,17 +532,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
       Recurrence<T> recur(*weight, M, H, x.options());
       Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
       const T* rp = recur.buf.data_ptr<T>();
-      for (int64_t t = 0; t < nT; ++t) {
-        const Tensor s_t = t == 0 ? s0 : spikes.select(0, t - 1);
-        recur.prepare(s_t, s_prev(t));
-        T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
-        at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) {
-          recur.rows(r0, r1, s_prev(t));
+      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+        for (int64_t t = 0; t < nT; ++t) {
+          recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1), s_prev(t));
+          T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
           adlif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, prev(vtp, v0p, t),
                                 prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
                                 sp + t * MH, ap, op, bp, aap, bbp, th);
-        });
-      }
+        }
+      });
     }
   });
   Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
@@ -656,10 +659,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
           for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
         });
       } else {
-        for (int64_t t = nT - 1; t >= 0; --t) {
-          at::parallel_for(0, M, row_grain(H), [&](int64_t r0, int64_t r1) { step(t, r0, r1); });
-          cs.addmm_(gx.select(0, t), *weight);
-        }
+        // Samples are independent: each task runs the whole time loop on its rows, with
+        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block.
+        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+          Tensor cs_block = cs.narrow(0, r0, r1 - r0);
+          for (int64_t t = nT - 1; t >= 0; --t) {
+            step(t, r0, r1);
+            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), *weight);
+          }
+        });
       }
     });
   });
@@ -669,6 +677,150 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
     grad_w = recurrent_weight_grad(gx, v_trace, s0, theta);
   }
   return {gx, sums[0], sums[1], sums[2], sums[3], grad_w, cv, cw, cs};
+}
+
+// ------------------------------------------------------------------------------------
+// Linear layer on event (spike) inputs:  y = x W^T (+ bias),  x: [N, K], W: [O, K]
+//
+// Below kLinearDensity non-zero inputs, y[r] is the sum of the rows of W^T picked by the
+// non-zero x[r, j] (scaled by them, so dropout-scaled spikes work too) and dW^T[j] the sum of
+// x[r, j] dy[r] over the same entries; above it, GEMMs. Any real x gives the product.
+// ------------------------------------------------------------------------------------
+
+constexpr double kLinearDensity = 0.1;
+
+template <typename T>
+inline void event_rows(int64_t r0, int64_t r1, int64_t K, int64_t O, const T* x, const T* wt,
+                       const T* bias, T* y) {
+  for (int64_t r = r0; r < r1; ++r) {
+    T* o = y + r * O;
+    if (bias != nullptr) {
+      std::copy(bias, bias + O, o);
+    } else {
+      std::fill(o, o + O, T(0));
+    }
+    const T* xr = x + r * K;
+    for (int64_t j = 0; j < K; ++j) {
+      const T xj = xr[j];
+      if (xj == T(0)) continue;
+      const T* wj = wt + j * O;
+#pragma GCC ivdep
+      for (int64_t h = 0; h < O; ++h) o[h] += xj * wj[h];
+    }
+  }
+}
+
+SPIKEKWS_CLONES void event_product(int64_t r0, int64_t r1, int64_t K, int64_t O, const float* x,
+                                   const float* wt, const float* bias, float* y) {
+  event_rows<float>(r0, r1, K, O, x, wt, bias, y);
+}
+
+SPIKEKWS_CLONES void event_product(int64_t r0, int64_t r1, int64_t K, int64_t O, const double* x,
+                                   const double* wt, const double* bias, double* y) {
+  event_rows<double>(r0, r1, K, O, x, wt, bias, y);
+}
+
+template <typename T>
+inline void event_grad_cols(int64_t j0, int64_t j1, int64_t N, int64_t K, int64_t O, const T* x,
+                            const T* g, T* dwt) {
+  for (int64_t r = 0; r < N; ++r) {
+    const T* xr = x + r * K;
+    const T* gr = g + r * O;
+    for (int64_t j = j0; j < j1; ++j) {
+      const T xj = xr[j];
+      if (xj == T(0)) continue;
+      T* d = dwt + j * O;
+#pragma GCC ivdep
+      for (int64_t h = 0; h < O; ++h) d[h] += xj * gr[h];
+    }
+  }
+}
+
+SPIKEKWS_CLONES void event_grad(int64_t j0, int64_t j1, int64_t N, int64_t K, int64_t O,
+                                const float* x, const float* g, float* dwt) {
+  event_grad_cols<float>(j0, j1, N, K, O, x, g, dwt);
+}
+
+SPIKEKWS_CLONES void event_grad(int64_t j0, int64_t j1, int64_t N, int64_t K, int64_t O,
+                                const double* x, const double* g, double* dwt) {
+  event_grad_cols<double>(j0, j1, N, K, O, x, g, dwt);
+}
+
+bool events_sparse(const Tensor& x) {
+  const int64_t n = x.numel();
+  if (n == 0) return false;
+  int64_t nnz = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "events_sparse", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    nnz = at::parallel_reduce(
+        0, n, 65536, int64_t(0),
+        [&](int64_t i0, int64_t i1, int64_t acc) {
+          for (int64_t i = i0; i < i1; ++i) acc += xp[i] != T(0);
+          return acc;
+        },
+        std::plus<int64_t>());
+  });
+  return static_cast<double>(nnz) < kLinearDensity * static_cast<double>(n);
+}
+
+void check_linear(const Tensor& x, const Tensor& weight) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.device().is_cpu(),
+              "spikekws_scan: linear x must be a contiguous [N, K] CPU tensor");
+  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == x.size(1) &&
+                  weight.scalar_type() == x.scalar_type(),
+              "spikekws_scan: linear weight must be [O, K] of x's dtype");
+}
+
+// Returns (y [N, O], whether the event path was taken).
+std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& weight,
+                                              const c10::optional<Tensor>& bias) {
+  check_linear(x, weight);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0) &&
+                    bias->scalar_type() == x.scalar_type(),
+                "spikekws_scan: linear bias must be [O] of x's dtype");
+  }
+  if (!events_sparse(x)) {
+    return {has_bias ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t()), false};
+  }
+  const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
+  Tensor wt = weight.t().contiguous();
+  Tensor b = has_bias ? bias->contiguous() : Tensor();
+  Tensor y = at::empty({N, O}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "event_linear_forward", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* wp = wt.data_ptr<T>();
+    const T* bp = has_bias ? b.data_ptr<T>() : nullptr;
+    T* yp = y.data_ptr<T>();
+    at::parallel_for(0, N, row_grain(K + O), [&](int64_t r0, int64_t r1) {
+      event_product(r0, r1, K, O, xp, wp, bp, yp);
+    });
+  });
+  return {y, true};
+}
+
+// dW = dy^T x ([O, K]) for the x of a forward that took the event path (sparse) or not.
+Tensor event_linear_weight_grad(const Tensor& grad_y, const Tensor& x, bool sparse) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && grad_y.dim() == 2 &&
+                  grad_y.size(0) == x.size(0) && grad_y.is_contiguous() &&
+                  grad_y.scalar_type() == x.scalar_type(),
+              "spikekws_scan: linear grad must be a contiguous [N, O] tensor of x's dtype");
+  if (!sparse) return at::mm(grad_y.t(), x);
+  const int64_t N = x.size(0), K = x.size(1), O = grad_y.size(1);
+  Tensor dwt = at::zeros({K, O}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "event_linear_weight_grad", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* gp = grad_y.data_ptr<T>();
+    T* dp = dwt.data_ptr<T>();
+    at::parallel_for(0, K, 16, [&](int64_t j0, int64_t j1) {
+      event_grad(j0, j1, N, K, O, xp, gp, dp);
+    });
+  });
+  return dwt.t().contiguous();
 }
 
 // ------------------------------------------------------------------------------------
@@ -776,6 +928,8 @@ TORCH_LIBRARY(spikekws_scan, m) {
         "Tensor beta, Tensor a, Tensor b, Tensor? weight, float theta, bool detach_reset, "
         "int surrogate, float p1, float p2) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("event_linear_forward(Tensor x, Tensor weight, Tensor? bias) -> (Tensor, bool)");
+  m.def("event_linear_weight_grad(Tensor grad_y, Tensor x, bool sparse) -> Tensor");
   m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
   m.def("li_backward(Tensor grad_trace, Tensor x, Tensor trace, Tensor v0, Tensor alpha) "
         "-> (Tensor, Tensor, Tensor)");
@@ -786,6 +940,8 @@ TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
   m.impl("lif_backward", &lif_backward);
   m.impl("adlif_forward", &adlif_forward);
   m.impl("adlif_backward", &adlif_backward);
+  m.impl("event_linear_forward", &event_linear_forward);
+  m.impl("event_linear_weight_grad", &event_linear_weight_grad);
   m.impl("li_forward", &li_forward);
   m.impl("li_backward", &li_backward);
 }
