@@ -132,34 +132,56 @@ class SpikeFile:
         self._handle: Any = None
         self._pid = os.getpid()
         with self._open() as f:
-            for name in REQUIRED_DATASETS:
-                if name not in f:
-                    raise ValueError(
-                        f"{self.path}: missing dataset {name!r} (an SHD/SSC-format file holds "
-                        f"{', '.join(REQUIRED_DATASETS)})")
-            n_times, n_units = len(f["spikes/times"]), len(f["spikes/units"])
-            labels = np.asarray(f["labels"][()])
-            if labels.ndim != 1:
-                raise ValueError(f"{self.path}: labels must be 1-D, got shape {labels.shape}")
-            if not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(f"{self.path}: labels must be integers, got dtype {labels.dtype}")
-            if not n_times == n_units == labels.shape[0]:
+            try:
+                self._read_structure(f)
+            except (OSError, TypeError, KeyError, RuntimeError) as exc:  # h5py on damaged files
+                raise ValueError(f"{self.path}: malformed spike file ({type(exc).__name__}: "
+                                 f"{exc})") from None
+
+    def _read_structure(self, f: Any) -> None:
+        h5py = require_h5py()
+        for name in REQUIRED_DATASETS:
+            if name not in f:
                 raise ValueError(
-                    f"{self.path}: spikes/times has {n_times} samples, spikes/units {n_units} "
-                    f"and labels {labels.shape[0]}; they must be equal")
-            self.labels = labels.astype(np.int64)
-            self.keys: Optional[Tuple[str, ...]] = None
-            if "extra/keys" in f:
-                self.keys = tuple(_to_str(k) for k in f["extra/keys"][()])
-            self.speakers: Optional[np.ndarray] = None
-            if "extra/speaker" in f:
-                speakers = np.asarray(f["extra/speaker"][()])
-                if speakers.shape == labels.shape:
-                    self.speakers = speakers.astype(np.int64)
-                else:
-                    log.warning("%s: extra/speaker has %d entries for %d samples; ignored",
-                                self.path, speakers.shape[0], labels.shape[0])
+                    f"{self.path}: missing dataset {name!r} (an SHD/SSC-format file holds "
+                    f"{', '.join(REQUIRED_DATASETS)})")
+            obj = f[name]
+            if not isinstance(obj, h5py.Dataset) or obj.ndim < 1:
+                raise ValueError(f"{self.path}: {name!r} must be a dataset with one entry "
+                                 f"per sample, got {obj!r}")
+        n_times, n_units = len(f["spikes/times"]), len(f["spikes/units"])
+        labels = np.asarray(f["labels"][()])
+        if labels.ndim != 1:
+            raise ValueError(f"{self.path}: labels must be 1-D, got shape {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"{self.path}: labels must be integers, got dtype {labels.dtype}")
+        if not n_times == n_units == labels.shape[0]:
+            raise ValueError(
+                f"{self.path}: spikes/times has {n_times} samples, spikes/units {n_units} "
+                f"and labels {labels.shape[0]}; they must be equal")
+        self.labels = labels.astype(np.int64)
+        self.keys: Optional[Tuple[str, ...]] = None
+        if "extra/keys" in f:
+            keys = np.asarray(f["extra/keys"][()])
+            if keys.ndim != 1:
+                raise ValueError(f"{self.path}: extra/keys must be a 1-D list of class "
+                                 f"names, got shape {keys.shape}")
+            try:
+                self.keys = tuple(_to_str(k) for k in keys)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{self.path}: extra/keys is not UTF-8 text ({exc})") from None
+        self.speakers: Optional[np.ndarray] = None
+        if "extra/speaker" in f:
+            speakers = np.asarray(f["extra/speaker"][()])
+            if speakers.shape == labels.shape:
+                self.speakers = speakers.astype(np.int64)
+            else:
+                log.warning("%s: extra/speaker has shape %s for %d samples; ignored",
+                            self.path, speakers.shape, labels.shape[0])
+        try:
             self.attrs: Dict[str, Any] = {k: _plain(v) for k, v in f.attrs.items()}
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{self.path}: a root attribute is not UTF-8 text ({exc})") from None
 
     def _open(self) -> Any:
         h5py = require_h5py()
@@ -178,7 +200,11 @@ class SpikeFile:
             self._handle = self._open()
             self._pid = os.getpid()
         f = self._handle
-        return np.asarray(f["spikes/times"][row]), np.asarray(f["spikes/units"][row])
+        try:
+            return np.asarray(f["spikes/times"][row]), np.asarray(f["spikes/units"][row])
+        except (OSError, TypeError, KeyError, RuntimeError) as exc:  # damaged file
+            raise ValueError(f"{self.path}: cannot read the events of sample {row} "
+                             f"({type(exc).__name__}: {exc})") from None
 
     def close(self) -> None:
         if self._handle is not None:
