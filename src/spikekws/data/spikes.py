@@ -83,10 +83,13 @@ def bin_events(
     cols = -(-int(num_channels) // int(pool))
     t = np.asarray(times, dtype=np.float64)
     u = np.asarray(units, dtype=np.int64)
-    step = np.floor(t / dt).astype(np.int64)
-    keep = step < num_steps
+    # compare before the integer cast: a far-future time overflows int64 and would wrap
+    # into a valid bin instead of being dropped
+    step_f = np.floor(t / dt)
+    keep = step_f < num_steps
     if not keep.all():
-        step, u = step[keep], u[keep]
+        step_f, u = step_f[keep], u[keep]
+    step = step_f.astype(np.int64)
     flat = step * cols + u // int(pool)
     counts = np.bincount(flat, minlength=num_steps * cols).astype(np.float32)
     x = torch.from_numpy(counts.reshape(num_steps, cols))

@@ -1,0 +1,78 @@
+"""Regression tests for loader bugs found by the fuzzer (tests/fuzz/test_fuzz_loaders.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikekws.data.spikes import SpikeFile, bin_events, write_spike_h5
+
+h5py = pytest.importorskip("h5py")
+
+
+def _valid(path):
+    write_spike_h5(path, [np.array([0.01, 0.02])], [np.array([1, 2])], np.array([0]),
+                   keys=["a"])
+    return path
+
+
+def test_far_future_event_is_dropped_not_wrapped_into_a_bin():
+    # floor(1e300 / dt) overflowed int64 and landed in a valid bin
+    x = bin_events(np.array([0.0, 1e300, 5e18, 0.095, 0.1]), np.array([1, 2, 3, 0, 0]),
+                   num_steps=10, dt=0.01, num_channels=4)
+    assert x.sum().item() == 2.0
+    assert x[0, 1] == 1 and x[9, 0] == 1
+
+
+@pytest.mark.parametrize("name", ["spikes/times", "spikes/units", "labels"])
+def test_scalar_dataset_is_a_value_error_naming_the_file(tmp_path, name):
+    path = _valid(tmp_path / "f.h5")
+    with h5py.File(path, "a") as f:
+        del f[name]
+        f.create_dataset(name, data=3)
+    with pytest.raises(ValueError, match=f"{path}.*'{name}' must be a dataset with one entry"):
+        SpikeFile(path)
+
+
+def test_group_instead_of_dataset_is_a_value_error(tmp_path):
+    path = _valid(tmp_path / "f.h5")
+    with h5py.File(path, "a") as f:
+        del f["spikes/times"]
+        f.create_group("spikes/times")
+    with pytest.raises(ValueError, match="'spikes/times' must be a dataset"):
+        SpikeFile(path)
+
+
+def test_undecodable_class_names_are_a_value_error_naming_the_file(tmp_path):
+    path = _valid(tmp_path / "f.h5")
+    with h5py.File(path, "a") as f:
+        del f["extra/keys"]
+        f.create_dataset("extra/keys", data=np.array([b"\xff\xfe"], dtype=object),
+                         dtype=h5py.string_dtype("ascii"))
+    with pytest.raises(ValueError, match=f"{path}: extra/keys is not UTF-8 text"):
+        SpikeFile(path)
+
+
+def test_scalar_class_names_are_refused_not_split_into_characters(tmp_path):
+    path = _valid(tmp_path / "f.h5")
+    with h5py.File(path, "a") as f:
+        del f["extra/keys"]
+        f.create_dataset("extra/keys", data=b"one")
+    with pytest.raises(ValueError, match="extra/keys must be a 1-D list of class names"):
+        SpikeFile(path)
+
+
+def test_undecodable_attribute_is_a_value_error(tmp_path):
+    path = _valid(tmp_path / "f.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["spikekws_encoder"] = np.bytes_(b"\xff\xfe")
+    with pytest.raises(ValueError, match="root attribute is not UTF-8"):
+        SpikeFile(path)
+
+
+def test_scalar_speaker_dataset_is_ignored_with_a_warning(tmp_path, caplog):
+    path = _valid(tmp_path / "f.h5")
+    with h5py.File(path, "a") as f:
+        f.create_dataset("extra/speaker", data=4)
+    sf = SpikeFile(path)
+    assert sf.speakers is None
+    assert "extra/speaker has shape ()" in caplog.text
