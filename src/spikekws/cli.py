@@ -220,6 +220,62 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        if args.format == "nir":
+            from .export.nir import export_run
+            path = export_run(args.run, args.out, checkpoint=args.checkpoint)
+        else:
+            from .export.onnx import export_run_onnx
+            path = export_run_onnx(args.run, args.out, checkpoint=args.checkpoint)
+    except ImportError as e:  # optional dependency missing: one-line user error
+        raise ValueError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_check_hw(args: argparse.Namespace) -> int:
+    from .export.targets import get_target
+    from .train.runner import load_run
+    profile = get_target(args.target)
+    _, _, model, _ = load_run(args.run, args.checkpoint)
+    violations = profile.check(model)
+    for v in violations:
+        print(f"{v.layer}: {v.message}")
+    if violations:
+        print(f"{len(violations)} violation(s) of the {profile.name} profile ({profile.description})")
+        return 1
+    print(f"fits the {profile.name} profile ({profile.description})")
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from .stream.runner import KeywordStreamer, read_wave, stream_microphone
+    if args.mic == (args.file is not None):
+        raise ValueError("give an audio FILE or --mic (not both)")
+    if args.mic:
+        try:
+            import sounddevice  # noqa: F401
+        except (ImportError, OSError):
+            raise ValueError("--mic needs the sounddevice package (and PortAudio): "
+                             "pip install sounddevice") from None
+    kws = KeywordStreamer.from_run(args.run, args.checkpoint, threshold=args.threshold,
+                                   refractory_s=args.refractory)
+    if args.mic:
+        print("listening (Ctrl-C to stop)")
+        stream_microphone(kws, lambda d: print(f"{d.time_s:8.2f} s  {d.word}  (score {d.score:.2f})",
+                                               flush=True))
+    else:
+        for d in kws.process(read_wave(args.file, kws.sample_rate)):
+            print(f"{d.time_s:8.2f} s  {d.word}  (score {d.score:.2f})")
+    st = kws.stats()
+    if st.get("frames"):
+        print(f"latency per {st['hop_ms']:g} ms frame: median {st['latency_ms_median']:.3f} ms, "
+              f"p95 {st['latency_ms_p95']:.3f} ms; real-time factor {st['rtf']:.4f} "
+              f"({st['frames']} frames, {st['audio_s']:.2f} s of audio)")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spikekws", description="Keyword spotting with spiking neural networks.")
@@ -363,6 +419,32 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", default=None)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
+
+    ex = sub.add_parser("export", help="export a trained run: SNN to NIR, ANN baseline to ONNX")
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", required=True, choices=("nir", "onnx"))
+    ex.add_argument("--out", default=None, help="output file (default: RUN/model.nir or RUN/model.onnx)")
+    ex.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    ex.set_defaults(func=cmd_export)
+
+    hw = sub.add_parser("check-hw", help="check a trained SNN against a chip profile "
+                                          "(exit 1 when it violates it)")
+    hw.add_argument("run", help="run directory")
+    hw.add_argument("--target", required=True, help="chip profile: altai, loihi2, truenorth, xylo")
+    hw.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    hw.set_defaults(func=cmd_check_hw)
+
+    st = sub.add_parser("stream", help="spot keywords in an audio file (or the microphone) frame "
+                                        "by frame; prints detections, latency and real-time factor")
+    st.add_argument("run", help="run directory")
+    st.add_argument("file", nargs="?", default=None, help="audio file at the run's sample rate")
+    st.add_argument("--mic", action="store_true", help="listen to the microphone (needs sounddevice)")
+    st.add_argument("--threshold", type=float, default=0.3,
+                    help="smoothed posterior needed to report a word (default: 0.3)")
+    st.add_argument("--refractory", type=float, default=0.5,
+                    help="seconds without detections after one (default: 0.5)")
+    st.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    st.set_defaults(func=cmd_stream)
     return p
 
 

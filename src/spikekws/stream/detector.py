@@ -1,13 +1,15 @@
 """Keyword detector: voice-activity gate, posterior smoothing, threshold, refractory period.
 
 Per frame (``frame_s`` seconds) it receives the class posterior ``p_t = softmax(v_t)``
-(``v_t`` the readout membrane) and the frame energy ``e_t`` (mean raw log-mel):
+(``v_t`` the readout membrane) and the frame energy ``e_t`` (log of the mean mel power, before normalisation):
 
 1. **Gate.** The models are trained on word clips, not on silence, so their posteriors
    in silence are meaningless. A frame is *active* when ``e_t`` exceeds the noise floor
    (minimum of ``e`` over the last ``floor_s`` seconds) by ``margin`` (natural-log units
-   of power; 2.3 = 10 dB); activity is held ``hangover_s`` after the last such frame.
-   A run of active frames is a *segment*.
+   of power; 2.3 = 10 dB); activity is held ``hangover_s`` after the last such frame,
+   so the segment also covers the frames after the word where the readout membrane still
+   integrates it (the offline rule averages those too). A run of active frames is a
+   *segment*.
 2. **Smoothing.** ``P`` = mean of ``p_t`` over the segment's last ``smooth_s`` seconds:
    the offline decision rule (``mean_t softmax(v_t)`` over a clip) applied to the word.
 3. **Decision.** When a segment ends (or reaches ``max_segment_s``), if it lasted at least
@@ -33,7 +35,7 @@ class Detection(NamedTuple):
 class Detector:
     def __init__(self, labels: Sequence[str], frame_s: float = 0.01, threshold: float = 0.3,
                  smooth_s: float = 1.0, refractory_s: float = 0.5, margin: float = 2.3,
-                 floor_s: float = 3.0, hangover_s: float = 0.2, min_segment_s: float = 0.1,
+                 floor_s: float = 3.0, hangover_s: float = 0.4, min_segment_s: float = 0.1,
                  max_segment_s: float = 2.0) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")

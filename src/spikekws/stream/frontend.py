@@ -19,6 +19,7 @@ Deltas need future frames and are not supported online.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -30,7 +31,8 @@ from ..features import functional as AF
 class OnlineFrontend:
     """push(samples [N]) -> frames [n, F] (n >= 0) of a LogMel/MFCC module ``frontend``.
 
-    Also keeps ``energy`` of the emitted frames (mean raw log-mel, for voice activity).
+    Also keeps ``last_energy`` of the emitted frames (log of the mean mel power, for voice
+    activity detection).
     """
 
     def __init__(self, frontend: nn.Module, window: Optional[int] = 101) -> None:
@@ -61,6 +63,7 @@ class OnlineFrontend:
         self._started = not self.fe.center
         self._pending = torch.zeros(0)  # raw samples before the left pad can be built
         self._history: list = []  # last `window` static frames for the sliding normalisation
+        self._sum = self._sumsq = None
         self.frames_emitted = 0
 
     # ------------------------------------------------------------------ internals
@@ -69,7 +72,7 @@ class OnlineFrontend:
         spec = AF.stft_power(segment, self.n_fft, self.hop, fe.win_length, window=fe.window,
                              center=False, power=fe.power)  # [n_fft/2+1, n]
         lm = torch.log(torch.matmul(spec.transpose(-1, -2), fe.mel_fb) + fe.log_offset)
-        self._energy = lm.mean(-1)
+        self._energy = torch.logsumexp(lm, -1) - math.log(lm.shape[-1])  # log mean mel power
         if hasattr(fe, "dct"):
             return torch.matmul(lm, fe.dct)
         return lm
@@ -78,14 +81,19 @@ class OnlineFrontend:
         if not self.normalize:
             return frames
         out = []
-        for f in frames:
-            self._history.append(f)
+        for f in frames:  # running sums over a ring of the last `window` frames (float64)
+            f64 = f.double()
+            self._history.append(f64)
+            self._sum = f64.clone() if self._sum is None else self._sum + f64
+            self._sumsq = f64 * f64 if self._sumsq is None else self._sumsq + f64 * f64
             if len(self._history) > self.window_frames:
-                self._history.pop(0)
-            h = torch.stack(self._history)
-            mean = h.mean(0)
-            var = (h - mean).square().mean(0)
-            out.append((f - mean) / torch.sqrt(var + self.fe.eps))
+                old = self._history.pop(0)
+                self._sum -= old
+                self._sumsq -= old * old
+            n = len(self._history)
+            mean = self._sum / n
+            var = (self._sumsq / n - mean * mean).clamp(min=0.0)
+            out.append(((f64 - mean) / torch.sqrt(var + self.fe.eps)).to(f.dtype))
         return torch.stack(out)
 
     def _emit(self) -> torch.Tensor:

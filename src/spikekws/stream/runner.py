@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -131,10 +131,34 @@ def stream_file(run_dir: PathLike, path: PathLike, checkpoint: str = "best",
     return dets, kws.stats()
 
 
+def stream_microphone(kws: KeywordStreamer, on_detection: Callable[[Detection], None],
+                      seconds: Optional[float] = None) -> None:
+    """Feed the default microphone to ``kws`` (one hop per block) until Ctrl-C or
+    ``seconds``; calls ``on_detection`` for each detection. Needs ``sounddevice``."""
+    import queue
+
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError):
+        raise ImportError("--mic needs the sounddevice package: pip install sounddevice") from None
+    blocks: "queue.Queue[np.ndarray]" = queue.Queue()
+    hop = kws.frontend.hop
+    with sd.InputStream(samplerate=kws.sample_rate, channels=1, dtype="float32", blocksize=hop,
+                        callback=lambda data, *_: blocks.put(data[:, 0].copy())):
+        try:
+            while seconds is None or kws.samples_seen < seconds * kws.sample_rate:
+                for d in kws.push(blocks.get()):
+                    on_detection(d)
+        except KeyboardInterrupt:
+            pass
+    for d in kws.finish():
+        on_detection(d)
+
+
 def read_wave(path: PathLike, sample_rate: int) -> np.ndarray:
     """Mono float32 samples of ``path`` at ``sample_rate`` (FileNotFoundError, AudioError)."""
     from ..data.audio import load_audio
     return load_audio(path, expected_sample_rate=sample_rate).numpy()
 
 
-__all__ = ["KeywordStreamer", "stream_file", "read_wave"]
+__all__ = ["KeywordStreamer", "stream_file", "stream_microphone", "read_wave"]
