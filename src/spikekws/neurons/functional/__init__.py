@@ -6,6 +6,8 @@ Each scan dispatches on ``backend`` through the :data:`BACKENDS` dict:
   correctness and runs on any device.
 - ``"cpp"``: fused CPU kernels (:mod:`.backends.cpp`), built on first use; inputs they do
   not cover (unknown surrogates, ...) and failed builds fall back to the reference.
+- ``"triton"``: fused GPU kernels (:mod:`.backends.triton_scan`) for CUDA tensors; other
+  inputs use the reference.
 - ``"auto"``: per call, the first backend in :data:`AUTO_PREFERENCE` for the input's device
   type that is available, else the reference.
 
@@ -21,6 +23,7 @@ import torch
 
 from .adlif import adlif_init, adlif_scan_torch, adlif_step
 from .backends import cpp as _cpp
+from .backends import triton_scan as _triton
 from .if_ import if_scan_torch, if_step
 from .li import li_scan_torch, li_step
 from .lif import lif_init, lif_scan_torch, lif_step
@@ -51,13 +54,15 @@ BACKENDS: Dict[str, Dict[str, Callable]] = {
         "linear": torch.nn.functional.linear,
     },
     "cpp": {name: _cpu_only(name, fn) for name, fn in _cpp.SCANS.items()},
+    "triton": dict(_triton.SCANS),
 }
 
 # Fused backends tried by "auto", per device type, best first ("torch" is the last resort).
-AUTO_PREFERENCE: Dict[str, Tuple[str, ...]] = {"cpu": ("cpp",), "cuda": ()}
+AUTO_PREFERENCE: Dict[str, Tuple[str, ...]] = {"cpu": ("cpp",), "cuda": ("triton",)}
 
 # Whether a backend can run here (may build it); backends not listed are always available.
-BACKEND_AVAILABLE: Dict[str, Callable[[], bool]] = {"cpp": _cpp.available}
+BACKEND_AVAILABLE: Dict[str, Callable[[], bool]] = {"cpp": _cpp.available,
+                                                     "triton": _triton.available}
 
 
 def resolve_backend(neuron: str, device_type: str) -> str:
