@@ -231,3 +231,14 @@ def test_layer_activity_rates():
     s[:2, 0, 1] = 1
     a = LayerActivity("x", s, torch.zeros_like(s), 1.0)
     assert a.rates.tolist() == [[0.0, 0.5, 0.0], [0.0, 0.0, 0.0]]
+
+
+def test_membrane_plot_prefers_neurons_that_are_neither_silent_nor_saturated():
+    import numpy as np
+    from spikekws.report.plots import pick_neurons
+    s = np.zeros((10, 5))
+    s[:, 0] = 1  # saturated
+    s[:3, 1] = 1
+    s[:1, 3] = 1
+    assert pick_neurons(s, 2) == [1, 3]
+    assert pick_neurons(s, 5) == [1, 3, 2, 4, 0]

@@ -55,20 +55,32 @@ def plot_rasters(features: np.ndarray, acts: List[LayerActivity], titles: Sequen
         for i, a in enumerate(layers, start=1):
             ax = axes[i][j]
             spk = a.spikes[:, j].numpy()  # [T, H]
-            t_idx, n_idx = np.nonzero(spk)
-            ax.scatter(t_idx, n_idx, s=0.6, c="black", marker="|", linewidths=0.6)
-            ax.set_xlim(-0.5, spk.shape[0] - 0.5)
-            ax.set_ylim(-0.5, spk.shape[1] - 0.5)
+            ax.imshow(spk.T > 0, aspect="auto", origin="lower", cmap="Greys", vmin=0, vmax=1,
+                      interpolation="nearest")
             if j == 0:
                 ax.set_ylabel(f"{_short(a.name)}\nneuron", fontsize=8)
             ax.text(0.99, 0.98, f"{spk.mean():.3f}", transform=ax.transAxes, ha="right",
-                    va="top", fontsize=7, color="#2e86c1")
+                    va="top", fontsize=7, color="#2e86c1",
+                    bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
         axes[-1][j].set_xlabel("time step", fontsize=8)
     for ax in axes.flat:
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
     plt.close(fig)
+
+
+def pick_neurons(spikes: np.ndarray, k: int) -> List[int]:
+    """Up to ``k`` representative neurons of ``spikes [T, H]``: the most active of those that
+    fire on fewer than half the steps (saturated neurons would dwarf the others), then the
+    silent ones whose membrane is shown anyway."""
+    counts = spikes.sum(0)
+    order = np.argsort(-counts, kind="stable")
+    steps = spikes.shape[0]
+    normal = [int(i) for i in order if 0 < counts[i] < steps / 2]
+    silent = [int(i) for i in order if counts[i] == 0]
+    saturated = [int(i) for i in order if counts[i] >= steps / 2]
+    return (normal + silent + saturated)[:k]
 
 
 def plot_membranes(acts: List[LayerActivity], titles: Sequence[str], path: Path,
@@ -85,8 +97,7 @@ def plot_membranes(acts: List[LayerActivity], titles: Sequence[str], path: Path,
             ax = axes[i][j]
             v = a.v[:, j].numpy()  # [T, H]
             if a.spikes is not None:
-                order = np.argsort(-a.spikes[:, j].numpy().sum(0), kind="stable")[:neurons]
-                for k in order:
+                for k in pick_neurons(a.spikes[:, j].numpy(), neurons):
                     ax.plot(v[:, k], lw=0.8)
                 ax.axhline(a.v_threshold or 1.0, color="gray", ls="--", lw=0.8)
             else:
