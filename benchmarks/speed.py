@@ -33,8 +33,11 @@ Inputs are spectrogram-like: a first-order autoregressive process per feature (c
 of white noise; the mean firing rate of each configuration is reported with the timings.
 
 If ``snntorch`` is importable, an snnTorch LIF stack of the same sizes (Linear and batch norm
-over the sequence, ``snn.Leaky`` stepped in time) is timed as well, for scale: its neuron
-and readout equations differ from ours.
+over the sequence, ``snn.Leaky`` stepped in time) is timed as well and shown as a third column
+next to the LIF rows, for scale: its neuron and readout equations differ from ours.
+
+Other processes on the machine change every timing: the 1-minute load average is recorded
+before and after each row (``os.getloadavg``) and for the whole run.
 
 Usage::
 
@@ -192,6 +195,13 @@ def saved_for_backward_bytes(model, x, y) -> int:
 # --------------------------------------------------------------------------------------
 # Model-level and layer-level measurements
 # --------------------------------------------------------------------------------------
+
+def load_average() -> Optional[List[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
 
 def bench_model(cfg: dict, neuron: str, repeats: int, warmup: int) -> Dict[str, dict]:
     """Fused and reference models of one row, timed in turn. Times are per call."""
@@ -439,12 +449,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         "input": "AR(1) features, correlation 0.95 between frames, unit variance",
         "fused_backend": BACKENDS["fused"], "reference_backend": BACKENDS["reference"],
     }
-    print(f"torch {meta['torch']}, {meta['threads']} thread(s), {meta['cpu']}", flush=True)
+    meta["load_average_start"] = load_average()
+    print(f"torch {meta['torch']}, {meta['threads']} thread(s), {meta['cpu']}, "
+          f"load average {meta['load_average_start']}", flush=True)
 
     rows = []
     for cfg in configs:
         for neuron in neurons:
+            load_before = load_average()
             row = {"config": cfg["name"], "neuron": neuron, **bench_model(cfg, neuron, repeats, warmup)}
+            row["load_average"] = {"before": load_before, "after": load_average()}
             if memory:
                 for label, backend in BACKENDS.items():
                     row[label].update(memory_in_subprocess(cfg, neuron, backend, args.threads))
@@ -453,7 +467,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             row["infer_speedup"] = f["infer_samples_per_s"] / ref["infer_samples_per_s"]
             rows.append(row)
             print(f"  {cfg['name']:18s} {neuron:7s} train x{row['train_speedup']:.2f}  "
-                  f"infer x{row['infer_speedup']:.2f}", flush=True)
+                  f"infer x{row['infer_speedup']:.2f}  (load {row['load_average']['after']})",
+                  flush=True)
 
     layer_rows = []
     for neuron in neurons:
@@ -467,20 +482,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         r = bench_snntorch(cfg, repeats, warmup)
         if r is not None:
             snn_rows.append({"config": cfg["name"], **r})
+    snn_by_config = {r["config"]: r for r in snn_rows}
+    meta["load_average_end"] = load_average()
 
     print()
     print("Model: samples/s (fused = backend 'cpp', reference = backend 'torch'; best of "
           f"{repeats} interleaved runs)")
-    hdr = ("| config | neuron | rate | train fused | train ref | train x | infer fused | infer ref "
-           "| infer x | saved MB fused/ref |" + (" peak step RSS MB fused/ref |" if memory else ""))
+    hdr = ("| config | neuron | rate | train fused | train ref | train snnTorch | train x "
+           "| infer fused | infer ref | infer snnTorch | infer x | saved MB fused/ref |"
+           + (" peak step RSS MB fused/ref |" if memory else ""))
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for r in rows:
         f, ref = r["fused"], r["reference"]
         rate = sum(f["firing_rates"]) / max(1, len(f["firing_rates"]))
+        snn = snn_by_config.get(r["config"]) if r["neuron"] == "lif" else None
+        snn_tr = f"{snn['train_samples_per_s']:.0f}" if snn else "-"
+        snn_inf = f"{snn['infer_samples_per_s']:.0f}" if snn else "-"
         line = (f"| {r['config']} | {r['neuron']} | {rate:.3f} | {f['train_samples_per_s']:.0f} | "
-                f"{ref['train_samples_per_s']:.0f} | {r['train_speedup']:.2f} | "
-                f"{f['infer_samples_per_s']:.0f} | {ref['infer_samples_per_s']:.0f} | "
+                f"{ref['train_samples_per_s']:.0f} | {snn_tr} | {r['train_speedup']:.2f} | "
+                f"{f['infer_samples_per_s']:.0f} | {ref['infer_samples_per_s']:.0f} | {snn_inf} | "
                 f"{r['infer_speedup']:.2f} | {f['saved_for_backward_mb']:.0f} / "
                 f"{ref['saved_for_backward_mb']:.0f} |")
         if memory:
@@ -498,9 +519,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{r['fwd_bwd_speedup']:.1f} | {f['fwd_ms']:.2f} | {ref['fwd_ms']:.2f} | {r['fwd_speedup']:.1f} |")
     if snn_rows:
         print()
-        print("snnTorch LIF stack (same sizes and wiring, its own LIF equations): samples/s")
-        for r in snn_rows:
-            print(f"  {r['config']}: train {r['train_samples_per_s']:.0f}, infer {r['infer_samples_per_s']:.0f}")
+        print("snnTorch column: an snn.Leaky stack of the same sizes and wiring (its own LIF "
+              "equations), on the LIF rows; timed after the fused/reference pairs, not interleaved")
+    print(f"load average (1, 5, 15 min): start {meta['load_average_start']}, "
+          f"end {meta['load_average_end']}")
 
     result = {**meta, "models": rows, "layers": layer_rows, "snntorch": snn_rows or None}
     out = Path(args.out) if args.out else RESULTS / ("speed_quick.json" if args.quick else "speed.json")

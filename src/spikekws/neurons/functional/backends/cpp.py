@@ -397,7 +397,7 @@ def li_scan_cpp(x, state, alpha):
 
 def linear_cpp(x, weight, bias=None):
     """``x W^T + bias`` (``torch.nn.functional.linear``) for x: [..., K], W: [O, K], computed
-    from the non-zero entries of x when fewer than one in ten are (spikes, dropout-scaled
+    from the non-zero entries of x when fewer than one in four are (spikes, dropout-scaled
     spikes): the product and the weight gradient then cost in proportion to the events."""
     if not (_common_ok(x) and isinstance(weight, torch.Tensor) and weight.dim() == 2
             and weight.dtype == x.dtype and weight.device == x.device

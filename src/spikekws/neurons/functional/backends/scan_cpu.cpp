@@ -687,7 +687,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
 // x[r, j] dy[r] over the same entries; above it, GEMMs. Any real x gives the product.
 // ------------------------------------------------------------------------------------
 
-constexpr double kLinearDensity = 0.1;
+constexpr double kLinearDensity = 0.25;
 
 template <typename T>
 inline void event_rows(int64_t r0, int64_t r1, int64_t K, int64_t O, const T* x, const T* wt,
