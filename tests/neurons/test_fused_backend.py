@@ -271,6 +271,63 @@ def test_event_linear_layer_keeps_state_dict_and_hooks():
     assert seen == [torch.Size([4, 2, 5])]
 
 
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_counter_dropout_mask_rate_scale_and_gradient(p, dtype):
+    x = torch.ones(64, 3, 1001, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = NF.dropout(x, p, backend="cpp")
+    kept = y != 0
+    # Rate 1 - p overall and in every one of 32 chunks (the counter mask has no drift).
+    assert abs(kept.double().mean().item() - (1 - p)) < 0.005
+    chunks = kept.reshape(32, -1).double().mean(1)
+    assert (chunks - (1 - p)).abs().max().item() < 0.03
+    assert torch.equal(y[kept], torch.full_like(y[kept], 1.0) / torch.tensor(1 - p, dtype=dtype))
+    w = torch.randn(x.shape, dtype=dtype)
+    (g,) = torch.autograd.grad((y * w).sum(), x)
+    assert torch.equal(g, y.detach() * w)  # the same mask and scale
+
+
+@needs_ext
+def test_counter_dropout_is_seeded_by_torch_and_thread_independent():
+    x = torch.rand(20, 7, 300)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            torch.manual_seed(11)
+            outs.append(NF.dropout(x, 0.3, backend="cpp"))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    torch.manual_seed(12)
+    assert not torch.equal(NF.dropout(x, 0.3, backend="cpp"), outs[0])
+    # Consecutive calls draw new masks.
+    torch.manual_seed(11)
+    a, b = NF.dropout(x, 0.3, backend="cpp"), NF.dropout(x, 0.3, backend="cpp")
+    assert not torch.equal(a, b)
+
+
+def test_event_dropout_module():
+    from spikekws.layers.linear import EventDropout
+
+    x = torch.rand(5, 2, 9)
+    for backend in ("torch", "cpp", "auto"):
+        m = EventDropout(0.4, backend=backend)
+        m.eval()
+        assert m(x) is x
+        m.train()
+        y = m(x)
+        assert y.shape == x.shape
+        torch.testing.assert_close(y[y != 0], (x / 0.6)[y != 0], rtol=1e-6, atol=0)
+    torch.manual_seed(0)
+    ref = torch.nn.Dropout(0.4)(x)
+    torch.manual_seed(0)
+    assert torch.equal(EventDropout(0.4, backend="torch")(x), ref)
+
+
 # --------------------------------------------------------------------------------------
 # Dispatch and fallbacks
 # --------------------------------------------------------------------------------------

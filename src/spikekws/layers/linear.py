@@ -48,6 +48,21 @@ class EventLinear(nn.Linear):
         return NF.linear(x, self.weight, self.bias, backend=self.backend)
 
 
+class EventDropout(nn.Dropout):
+    """``nn.Dropout`` whose training-mode mask comes from a neuron backend: fused backends
+    draw it from a counter-based generator seeded by torch's (see
+    :func:`spikekws.neurons.functional.dropout`); ``"torch"`` is ``nn.Dropout`` itself."""
+
+    def __init__(self, p: float = 0.5, backend: str = "auto") -> None:
+        super().__init__(p)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or self.inplace:
+            return super().forward(x)
+        return NF.dropout(x, self.p, backend=self.backend)
+
+
 class SpikingLinear(nn.Module):
     """``spikes = neuron(norm(W x))`` then dropout.
 
@@ -77,7 +92,7 @@ class SpikingLinear(nn.Module):
                                   backend=neuron_kwargs.get("backend", "auto"))
         self.norm = build_norm(normalization, self.hidden_size)
         self.neuron = build_neuron(neuron, self.hidden_size, **neuron_kwargs)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = EventDropout(dropout, backend=neuron_kwargs.get("backend", "auto"))
 
     @property
     def out_features(self) -> int:

@@ -13,7 +13,8 @@ Each scan dispatches on ``backend`` through the :data:`BACKENDS` dict:
 
 A neuron missing from a backend's table uses the reference. The tables also hold
 ``"linear"``, the weighted input ``x W^T + b`` of a layer, which fused backends compute from
-the non-zero inputs (spikes) only.
+the non-zero inputs (spikes) only, and ``"dropout"`` (training mode), whose fused version
+draws its mask from a counter-based generator instead of storing it.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ BACKENDS: Dict[str, Dict[str, Callable]] = {
         "if": if_scan_torch,
         "li": li_scan_torch,
         "linear": torch.nn.functional.linear,
+        "dropout": lambda x, p: torch.nn.functional.dropout(x, p, True),
     },
     "cpp": {name: _cpu_only(name, fn) for name, fn in _cpp.SCANS.items()},
     "triton": dict(_triton.SCANS),
@@ -112,6 +114,11 @@ def linear(x, weight, bias=None, *, backend="torch"):
     return get_scan("linear", backend)(x, weight, bias)
 
 
+def dropout(x, p, *, backend="torch"):
+    """Training-mode dropout of ``x`` (any shape): ``x * mask / (1 - p)``."""
+    return get_scan("dropout", backend)(x, p)
+
+
 def if_scan(x, state=None, *, surrogate, v_threshold=1.0, backend="torch"):
     """x: [T, B, ...] -> (spikes, LIFState). See :mod:`.if_`."""
     return get_scan("if", backend)(x, state, surrogate, v_threshold)
@@ -126,5 +133,5 @@ __all__ = [
     "AdLIFState", "LIFState", "LIState", "BACKENDS", "AUTO_PREFERENCE", "BACKEND_AVAILABLE",
     "get_scan", "resolve_backend",
     "lif_step", "lif_scan", "lif_init", "adlif_step", "adlif_scan", "adlif_init",
-    "if_step", "if_scan", "li_step", "li_scan", "linear",
+    "if_step", "if_scan", "li_step", "li_scan", "linear", "dropout",
 ]

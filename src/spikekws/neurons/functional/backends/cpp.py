@@ -46,7 +46,7 @@ _LDFLAGS = ["-fopenmp"]
 
 # Every op the Python side calls; a loaded library must have them all.
 _OPS = ("lif_forward", "lif_backward", "adlif_forward", "adlif_backward", "li_forward",
-        "li_backward", "event_linear_forward", "event_linear_weight_grad")
+        "li_backward", "event_linear_forward", "event_linear_weight_grad", "masked_dropout")
 
 _lock = threading.Lock()
 _ops: Any = None
@@ -413,7 +413,37 @@ def linear_cpp(x, weight, bias=None):
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
-SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp, "linear": linear_cpp}
+class _MaskedDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p, seed):  # type: ignore[override]
+        ctx.cfg = (p, seed)
+        return torch.ops.spikekws_scan.masked_dropout(x, p, seed)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):  # type: ignore[override]
+        p, seed = ctx.cfg
+        return torch.ops.spikekws_scan.masked_dropout(g.contiguous(), p, seed), None, None
+
+
+def dropout_cpp(x, p):
+    """Training-mode dropout, ``x * mask / (1 - p)`` with ``P(mask = 1) = 1 - p``, as
+    ``torch.nn.functional.dropout(x, p, True)`` but with a counter-based mask: one seed drawn
+    from torch's default generator (so ``torch.manual_seed`` fixes it) instead of a stored
+    mask, and several times faster. The masks differ from torch's."""
+    if not (_common_ok(x) and isinstance(p, (int, float)) and 0.0 <= p < 1.0) or load() is None:
+        return torch.nn.functional.dropout(x, p, True)
+    if p == 0.0:
+        return x
+    seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64).item())
+    xc = x.contiguous()
+    if _needs_grad((xc,)):
+        return _MaskedDropout.apply(xc, float(p), seed)
+    return torch.ops.spikekws_scan.masked_dropout(xc, float(p), seed)
+
+
+SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp, "linear": linear_cpp,
+         "dropout": dropout_cpp}
 
 __all__ = ["SCANS", "available", "build_directory", "build_error", "load", "surrogate_spec",
-           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp", "linear_cpp"]
+           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp", "linear_cpp", "dropout_cpp"]

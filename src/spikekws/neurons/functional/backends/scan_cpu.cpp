@@ -824,6 +824,64 @@ Tensor event_linear_weight_grad(const Tensor& grad_y, const Tensor& x, bool spar
 }
 
 // ------------------------------------------------------------------------------------
+// Dropout with a counter-based mask:  y_i = x_i * keep_i / (1 - p)
+//
+// keep_i = [u_i < (1 - p) 2^32] with u_i the high 32 bits of SplitMix64(seed + (i + 1) g),
+// g the golden-ratio increment: a pure function of (seed, i), so the backward applies the
+// same mask to the gradient from the seed alone (nothing saved), any thread count gives the
+// same mask, and the loop vectorises (no generator state to carry).
+// ------------------------------------------------------------------------------------
+
+inline uint32_t mask_bits(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return static_cast<uint32_t>(z >> 32);
+}
+
+template <typename T>
+inline void dropout_range(int64_t i0, int64_t i1, const T* x, T* y, uint64_t seed,
+                          uint64_t threshold, T scale) {
+#pragma GCC ivdep
+  for (int64_t i = i0; i < i1; ++i) {
+    const bool keep = static_cast<uint64_t>(mask_bits(seed, static_cast<uint64_t>(i))) < threshold;
+    y[i] = keep ? x[i] * scale : T(0);
+  }
+}
+
+SPIKEKWS_CLONES void dropout_kernel(int64_t i0, int64_t i1, const float* x, float* y,
+                                    uint64_t seed, uint64_t threshold, float scale) {
+  dropout_range<float>(i0, i1, x, y, seed, threshold, scale);
+}
+
+SPIKEKWS_CLONES void dropout_kernel(int64_t i0, int64_t i1, const double* x, double* y,
+                                    uint64_t seed, uint64_t threshold, double scale) {
+  dropout_range<double>(i0, i1, x, y, seed, threshold, scale);
+}
+
+// x * mask(seed) / (1 - p) for 0 <= p < 1; the same call on the gradient is the backward.
+Tensor masked_dropout(const Tensor& x, double p, int64_t seed) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "spikekws_scan: dropout needs a "
+              "contiguous CPU tensor");
+  TORCH_CHECK(p >= 0.0 && p < 1.0, "spikekws_scan: dropout p must be in [0, 1), got ", p);
+  Tensor y = at::empty_like(x);
+  const double keep = 1.0 - p;
+  const uint64_t threshold =
+      static_cast<uint64_t>(std::min(std::ldexp(keep, 32), 4294967296.0));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_dropout", [&] {
+    using T = scalar_t;
+    const T scale = T(1) / static_cast<T>(keep);
+    const T* xp = x.data_ptr<T>();
+    T* yp = y.data_ptr<T>();
+    at::parallel_for(0, x.numel(), 65536, [&](int64_t i0, int64_t i1) {
+      dropout_kernel(i0, i1, xp, yp, static_cast<uint64_t>(seed), threshold, scale);
+    });
+  });
+  return y;
+}
+
+// ------------------------------------------------------------------------------------
 // LI:  v_t = alpha v_{t-1} + (1 - alpha) x_t
 // ------------------------------------------------------------------------------------
 
@@ -930,6 +988,7 @@ TORCH_LIBRARY(spikekws_scan, m) {
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("event_linear_forward(Tensor x, Tensor weight, Tensor? bias) -> (Tensor, bool)");
   m.def("event_linear_weight_grad(Tensor grad_y, Tensor x, bool sparse) -> Tensor");
+  m.def("masked_dropout(Tensor x, float p, int seed) -> Tensor");
   m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
   m.def("li_backward(Tensor grad_trace, Tensor x, Tensor trace, Tensor v0, Tensor alpha) "
         "-> (Tensor, Tensor, Tensor)");
@@ -942,6 +1001,7 @@ TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
   m.impl("adlif_backward", &adlif_backward);
   m.impl("event_linear_forward", &event_linear_forward);
   m.impl("event_linear_weight_grad", &event_linear_weight_grad);
+  m.impl("masked_dropout", &masked_dropout);
   m.impl("li_forward", &li_forward);
   m.impl("li_backward", &li_backward);
 }
