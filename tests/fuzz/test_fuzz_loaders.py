@@ -32,6 +32,7 @@ from spikekws.data.audio import AudioError, check_audio, load_audio  # noqa: E40
 
 FAST, SLOW = 200, 10_000
 HANG_SECONDS = 10
+MEMORY_HEADROOM = 3 << 30  # bytes of address space the loaders may map beyond the start
 
 #: Documented exceptions of each target.
 AUDIO_ERRORS = (AudioError, FileNotFoundError)  # AudioError is a ValueError naming the file
@@ -76,13 +77,34 @@ def run_target(name: str, allowed: Tuple[type, ...], fn: Callable[[], object]) -
         ENDED[name] = time.perf_counter()
 
 
+def _vm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _print_counts():
     import logging
     logger = logging.getLogger("spikekws")
     level = logger.level
     logger.setLevel(logging.ERROR)  # malformed inputs log warnings by design
+    # An input that makes a loader allocate gigabytes must fail here as a MemoryError, not
+    # take the machine down: cap the address space at what is mapped now + MEMORY_HEADROOM.
+    limits = None
+    try:
+        import resource
+        limits = resource.getrlimit(resource.RLIMIT_AS)
+        cap = _vm_bytes() + MEMORY_HEADROOM
+        if limits[1] == resource.RLIM_INFINITY or cap < limits[1]:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, limits[1]))
+    except (ImportError, OSError, ValueError):
+        limits = None
     yield
+    if limits is not None:
+        resource.setrlimit(resource.RLIMIT_AS, limits)
     logger.setLevel(level)
     for name, counts in sorted(OUTCOMES.items()):
         total = sum(counts.values())

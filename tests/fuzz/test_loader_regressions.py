@@ -76,3 +76,17 @@ def test_scalar_speaker_dataset_is_ignored_with_a_warning(tmp_path, caplog):
     sf = SpikeFile(path)
     assert sf.speakers is None
     assert "extra/speaker has shape ()" in caplog.text
+
+
+@pytest.mark.parametrize("attrs, options, needle", [
+    ({"spikekws_dt": 1e-9}, {}, "values per sample"),  # 1.4e9 steps x 700 channels
+    ({"spikekws_dt": 5e-324}, {}, "values per sample"),  # max_time / dt overflows to inf
+    ({}, {"max_time": float("inf")}, "values per sample"),
+    ({"spikekws_num_channels": float("inf")}, {}, "num_channels must be a positive integer"),
+])
+def test_absurd_geometry_is_refused_before_allocating(tmp_path, attrs, options, needle):
+    from spikekws.data import dataset_info
+    write_spike_h5(tmp_path / "train.h5", [np.array([0.01])], [np.array([1])], np.array([0]),
+                   keys=["a"], attrs=attrs)
+    with pytest.raises(ValueError, match=needle):
+        dataset_info("ssc", tmp_path, files={"train": "train.h5", "test": "train.h5"}, **options)

@@ -220,7 +220,7 @@ def positive_number(value: Any, option: str, dataset: str) -> float:
 def positive_int(value: Any, option: str, dataset: str) -> int:
     try:
         ok = not isinstance(value, bool) and int(value) == float(value) and int(value) > 0
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         ok = False
     if not ok:
         raise ValueError(f"dataset {dataset!r}: {option} must be a positive integer, got {value!r}")

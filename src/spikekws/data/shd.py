@@ -40,6 +40,7 @@ Items: ``(x [T, C] float32, label)`` with ``T = ceil(max_time / dt)`` and
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -71,6 +72,8 @@ SHD_LABELS: Tuple[str, ...] = (
 )
 NUM_CHANNELS = 700
 DEFAULT_DT = 0.01
+#: Largest binned sample (steps x channels) accepted: 2**26 float32 values = 256 MiB.
+MAX_CELLS = 2**26
 
 
 class SpikeLoader(DatasetLoader):
@@ -149,6 +152,13 @@ class SpikeLoader(DatasetLoader):
         pool = positive_int(opts["pool"], "pool", self.name)
         if pool > channels:
             raise ValueError(f"dataset {self.name!r}: pool ({pool}) exceeds num_channels ({channels})")
+        # A damaged attribute or a typo (dt=1e-9) would otherwise allocate gigabytes per sample.
+        cells = (max_time / dt) * -(-channels // pool)
+        if not math.isfinite(cells) or cells > MAX_CELLS:
+            raise ValueError(f"dataset {self.name!r}: max_time={max_time:g} s in steps of "
+                             f"dt={dt:g} s over {-(-channels // pool)} channels makes "
+                             f"{cells:.3g} values per sample (at most {MAX_CELLS:.3g}); check "
+                             f"dt, max_time, num_channels and pool")
         return dt, max_time, channels, pool
 
     def _labels(self, train: SpikeFile) -> Tuple[str, ...]:
