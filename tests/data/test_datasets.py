@@ -106,7 +106,8 @@ def test_gsc_splits_labels_lengths(tmp_path, make_gsc_tree):
         # 0.25 s centred in a 1 s clip: zeros at both ends, the tone in the middle
         assert wave[:6000].abs().max() == 0 and wave[-6000:].abs().max() == 0
         raw = sf.read(str(path), dtype="float32")[0]
-        assert torch.allclose(wave[6000:10000], torch.from_numpy(raw))
+        raw = torch.from_numpy(raw)
+        assert torch.allclose(wave[6000:10000], raw - raw.mean())  # DC offset removed
 
 
 def test_gsc_dataloader_batches(tmp_path, make_gsc_tree):
@@ -529,3 +530,23 @@ def test_synth_loads_generator_output(tmp_path):
     assert not splits["train"].validate(full=True)
     wave, label = splits["test"][0]
     assert wave.shape == (4000,) and info.labels[label] == splits["test"].items[0][0].parent.name
+
+
+def test_dc_offset_removed_before_padding(tmp_path):
+    """A recording with a DC offset comes out zero-mean, and its zero padding stays a
+    clean continuation (no step at the edges of the recording)."""
+    sr = 8000
+    root = tmp_path / "fsdd"
+    root.mkdir()
+    t = np.arange(2000) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 300 * t) + 0.2  # 0.25 s with a +0.2 offset
+    for spk in ("aa", "bb"):
+        for d in range(10):
+            sf.write(str(root / f"{d}_{spk}_0.wav"), tone.astype(np.float32), sr, subtype="FLOAT")
+    ds = build_dataset("fsdd", root, "train", split_mode="speaker", test_speakers="bb",
+                       valid_indices="1")
+    wave, _ = ds[0]
+    inner = wave[3000:5000]
+    assert abs(float(inner.mean())) < 1e-4
+    torch.testing.assert_close(inner, torch.from_numpy((tone - tone.mean()).astype(np.float32)))
+    assert wave[:3000].abs().max() == 0 and wave[5000:].abs().max() == 0

@@ -378,6 +378,36 @@ def test_module_lengths_masking():
     torch.testing.assert_close(out[0], m(x[0]))
 
 
+def test_normalize_utterance_with_mask():
+    x = torch.randn(2, 15, 4, dtype=torch.float64) * 3 - 1
+    mask = torch.rand(2, 15) > 0.4
+    mask[:, 0] = True
+    y = normalize_utterance(x, mask=mask)
+    for i in range(2):
+        torch.testing.assert_close(y[i, mask[i]], normalize_utterance(x[i, mask[i]]))
+        assert torch.all(y[i, ~mask[i]] == 0)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        normalize_utterance(x, mask=mask[:, :5])
+
+
+def test_module_statistics_ignore_zero_padding():
+    """The same clip with different amounts of zero padding gives the same features."""
+    m = LogMel()
+    hop = m.hop_length
+    speech = torch.randn(20 * hop) * torch.hann_window(20 * hop)
+    a = torch.nn.functional.pad(speech, (10 * hop, 20 * hop))
+    b = torch.nn.functional.pad(speech, (30 * hop, 40 * hop))
+    fa, fb = m(a), m(b)
+    active_a, active_b = m.active_frames(a), m.active_frames(b)
+    assert active_a.sum() == active_b.sum() > 20
+    assert torch.all(fa[~active_a] == 0) and torch.all(fb[~active_b] == 0)
+    torch.testing.assert_close(fa[active_a], fb[active_b], atol=1e-4, rtol=1e-4)
+    # without the silence mask the statistics would depend on the padding
+    raw = LogMel(normalize="none")
+    naive_a, naive_b = normalize_utterance(raw(a)), normalize_utterance(raw(b))
+    assert (naive_a[active_a] - naive_b[active_b]).abs().max() > 0.1
+
+
 # --------------------------------------------------------------------------- resampling
 
 

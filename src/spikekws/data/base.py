@@ -75,8 +75,9 @@ class AudioDataset(Dataset):
 
     ``dataset[i]`` loads the file with :func:`~spikekws.data.audio.load_audio`
     (enforcing ``info.sample_rate``) and returns ``(wave, label)`` where ``wave`` is a
-    float32 tensor of exactly ``info.clip_samples`` samples (zero-padded or cropped,
-    see :func:`~spikekws.data.audio.fix_length`) and ``label`` an ``int``.
+    float32 tensor of exactly ``info.clip_samples`` samples (DC offset removed, then
+    zero-padded or cropped, see :func:`~spikekws.data.audio.fix_length`) and ``label``
+    an ``int``.
 
     Args:
         items: the files and their label indices (into ``info.labels``).
@@ -180,7 +181,14 @@ class AudioDataset(Dataset):
         self.epoch = int(epoch)
 
     def _finish(self, wave: torch.Tensor, index: int) -> torch.Tensor:
-        """Crop/pad ``wave`` to the clip length, augmenting it on the train split."""
+        """Remove the DC offset, crop/pad ``wave`` to the clip length, augment (train split).
+
+        The mean is subtracted before padding: a recording's DC offset is a property of
+        the microphone, not of the word, and left in place it turns the edges of the zero
+        padding into broadband clicks.
+        """
+        if wave.numel():
+            wave = wave - wave.mean()
         if self.augment is None:
             return fix_length(wave, self.info.clip_samples, self.length_mode)
         rng = self.augment.generator(self.epoch, index)

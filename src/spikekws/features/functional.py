@@ -481,34 +481,47 @@ def normalize_utterance(
     features: Tensor,
     eps: float = 1e-5,
     lengths: Optional[Tensor] = None,
+    mask: Optional[Tensor] = None,
 ) -> Tensor:
     """Per-utterance, per-channel mean/variance normalisation over time.
 
     ``features``: ``[..., T, F]``. Returns ``(x - mean) / sqrt(var + eps)`` with the
     (biased) statistics taken over the time axis. ``lengths`` (shape ``[...]``, number
-    of valid frames per utterance) restricts the statistics to the valid frames; padded
-    frames are set to zero in the output.
+    of valid frames per utterance, valid frames first) and/or ``mask`` (bool ``[..., T]``,
+    True for valid frames anywhere in the sequence) restrict the statistics to the valid
+    frames; the other frames are set to zero in the output.
     """
     if features.dim() < 2:
         raise ValueError(f"features must have shape [..., T, F], got {tuple(features.shape)}")
     if eps is None or eps < 0:
         raise _bad("eps", ">= 0", eps)
     x = _as_float(features)
-    if lengths is None:
+    if lengths is None and mask is None:
         mean = x.mean(dim=-2, keepdim=True)
         var = (x - mean).square().mean(dim=-2, keepdim=True)
         return (x - mean) / torch.sqrt(var + eps)
-    lengths = torch.as_tensor(lengths, device=x.device)
-    if tuple(lengths.shape) != tuple(x.shape[:-2]):
-        raise ValueError(
-            f"lengths must have shape {tuple(x.shape[:-2])} (the leading dims of features), "
-            f"got {tuple(lengths.shape)}"
-        )
     t = x.shape[-2]
-    mask = (torch.arange(t, device=x.device) < lengths[..., None]).to(x.dtype)[..., None]
-    count = mask.sum(dim=-2, keepdim=True).clamp(min=1.0)
-    mean = (x * mask).sum(dim=-2, keepdim=True) / count
-    centred = (x - mean) * mask
+    valid = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=x.device)
+        if tuple(lengths.shape) != tuple(x.shape[:-2]):
+            raise ValueError(
+                f"lengths must have shape {tuple(x.shape[:-2])} (the leading dims of features), "
+                f"got {tuple(lengths.shape)}"
+            )
+        valid = valid & (torch.arange(t, device=x.device) < lengths[..., None])
+    if mask is not None:
+        mask = torch.as_tensor(mask, device=x.device)
+        if tuple(mask.shape) != tuple(x.shape[:-1]):
+            raise ValueError(
+                f"mask must have shape {tuple(x.shape[:-1])} (features without the last dim), "
+                f"got {tuple(mask.shape)}"
+            )
+        valid = valid & mask.bool()
+    m = valid.to(x.dtype)[..., None]
+    count = m.sum(dim=-2, keepdim=True).clamp(min=1.0)
+    mean = (x * m).sum(dim=-2, keepdim=True) / count
+    centred = (x - mean) * m
     var = centred.square().sum(dim=-2, keepdim=True) / count
     return centred / torch.sqrt(var + eps)
 

@@ -211,6 +211,8 @@ class _LogMelBase(nn.Module):
 
         ``lengths`` (optional, ``[B]`` valid sample counts of a zero-padded batch) keeps
         padding out of the utterance normalisation statistics; padded frames come out as 0.
+        Frames of digital silence (all samples zero, e.g. centre padding) are likewise left
+        out of the statistics and come out as 0.
         """
         feats = self._static(waveform)
         if self.deltas:
@@ -220,8 +222,23 @@ class _LogMelBase(nn.Module):
             if lengths is not None:
                 frame_len = self.frame_lengths(torch.as_tensor(lengths, device=feats.device))
                 frame_len = frame_len.clamp(max=feats.shape[-2])
-            feats = AF.normalize_utterance(feats, eps=self.eps, lengths=frame_len)
+            active = self.active_frames(waveform)
+            feats = AF.normalize_utterance(feats, eps=self.eps, lengths=frame_len, mask=active)
         return feats
+
+    def active_frames(self, waveform: Tensor) -> Tensor:
+        """``[B, N]`` -> bool ``[B, T]``: frames that hold at least one non-zero sample.
+
+        Digital silence (zero padding of a short clip) carries no information about the
+        speaker or the channel; leaving it out of the utterance statistics keeps them
+        independent of how much padding a clip got.
+        """
+        x = waveform.abs()
+        if self.center:
+            half = self.n_fft // 2
+            x = torch.nn.functional.pad(x.reshape(-1, x.shape[-1]), (half, half)).reshape(
+                *x.shape[:-1], x.shape[-1] + 2 * half)
+        return x.unfold(-1, self.n_fft, self.hop_length).amax(dim=-1) > 0
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, win_length={self.win_length}, "
