@@ -90,3 +90,44 @@ def test_absurd_geometry_is_refused_before_allocating(tmp_path, attrs, options, 
                    keys=["a"], attrs=attrs)
     with pytest.raises(ValueError, match=needle):
         dataset_info("ssc", tmp_path, files={"train": "train.h5", "test": "train.h5"}, **options)
+
+
+# --------------------------------------------------------------------------- audio
+def _flac_claiming_billions_of_frames(path):
+    import io
+
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, np.full(800, 0.1, dtype=np.float32), 8000, format="FLAC", subtype="PCM_16")
+    data = bytearray(buf.getvalue())
+    i = 8 + 13  # STREAMINFO total-samples field (36 bits) after "fLaC" and the block header
+    data[i] = (data[i] & 0xF0) | 0x0F
+    data[i + 1:i + 5] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_header_claiming_huge_length_does_not_allocate_it(tmp_path):
+    # load_audio allocated the header's 2**36 frames (256 GiB) up front: MemoryError
+    import soundfile as sf
+
+    from spikekws.data.audio import AudioError, load_audio
+    path = _flac_claiming_billions_of_frames(tmp_path / "big.flac")
+    assert sf.info(str(path)).frames == 2**36 - 1
+    with pytest.raises(AudioError, match="big.flac: cannot decode audio"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_block_reading_returns_the_whole_file(tmp_path, channels):
+    import soundfile as sf
+    import torch
+
+    from spikekws.data.audio import _BLOCK_SAMPLES, load_audio
+    n = _BLOCK_SAMPLES // channels * 2 + 123  # two full blocks and a partial one
+    rng = np.random.default_rng(0)
+    data = (rng.uniform(-0.5, 0.5, (n, channels))).astype(np.float32)
+    sf.write(str(tmp_path / "long.wav"), data, 16000, subtype="FLOAT")
+    x = load_audio(tmp_path / "long.wav")
+    assert x.shape == (n,)
+    assert torch.allclose(x, torch.from_numpy(data.mean(1)), atol=1e-7)

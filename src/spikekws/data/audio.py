@@ -77,9 +77,24 @@ def _check_header(
         raise AudioError(path, f"{f.channels} channels, expected mono")
 
 
+#: Samples (frames x channels) decoded per read; bounds memory whatever the header claims.
+_BLOCK_SAMPLES = 1 << 20
+
+
 def _read(path: Path, f: sf.SoundFile) -> np.ndarray:
+    # Read in blocks until the decoder runs dry: ``f.read()`` would allocate the frame count
+    # of the header up front, and a damaged header can claim billions of frames.
+    block = max(1, _BLOCK_SAMPLES // max(f.channels, 1))
+    blocks = []
     try:
-        data = f.read(dtype="float32", always_2d=True)
+        while True:
+            chunk = f.read(block, dtype="float32", always_2d=True)
+            if chunk.shape[0]:
+                blocks.append(chunk)
+            if chunk.shape[0] < block:
+                break
+        data = (np.concatenate(blocks) if len(blocks) > 1 else blocks[0] if blocks
+                else np.zeros((0, max(f.channels, 1)), dtype=np.float32))
     except (sf.SoundFileError, RuntimeError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
         raise AudioError(path, f"cannot decode audio ({reason})") from exc
