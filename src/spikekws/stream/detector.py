@@ -89,12 +89,21 @@ class Detector:
             return Detection(self.labels[int(idx)], round(self.t * self.frame_s, 6), float(score))
         return None
 
-    def update(self, posterior: torch.Tensor, energy: float) -> Optional[Detection]:
-        """One frame: posterior [C], energy (float) -> a Detection or None."""
+    def observe(self, energy: float) -> bool:
+        """Gate one frame (step 1); True when it opens a new segment (speech onset)."""
         self.t += 1
         self._energy.append(float(energy))
         if float(energy) > min(self._energy) + self.margin:
+            opening = self._hold == 0 and self._seg_len == 0
             self._hold = self.hangover + 1
+            return opening
+        return False
+
+    def update(self, posterior: torch.Tensor, energy: Optional[float] = None) -> Optional[Detection]:
+        """One frame: posterior [C] (and its energy, unless :meth:`observe` already saw
+        it) -> a Detection or None."""
+        if energy is not None:
+            self.observe(energy)
         if self._hold > 0:
             self._hold -= 1
             self._post.append(posterior.detach().float().reshape(-1))

@@ -10,11 +10,15 @@ pads the end as the offline transform does and emits the last frames.
 
 **Normalisation.** Per-utterance normalisation (``normalize="utterance"``) needs the
 whole clip. Online we use a sliding window instead: each frame is normalised with the
-mean and (biased) variance of the last ``window`` frames, itself included (fewer at the
-start of the stream), ``(x - mean) / sqrt(var + eps)``. With ``window`` = the frames of
-a training clip (default: ``clip_seconds / hop`` + 1, 101 for 1 s at 10 ms), a word at
-the end of the window sees the statistics of a training clip that ends with it; the
-last frame of a stream exactly one clip long equals the offline normalised frame.
+mean and (biased) variance of the ``window`` most recent frames (fewer at the start of
+the stream), ``(x - mean) / sqrt(var + eps)``, where the window reaches ``lookahead``
+frames past the frame being normalised: frame ``t`` leaves the front-end when frame
+``t + lookahead`` has arrived (``lookahead * hop`` more latency). With ``window`` = the
+frames of a training clip (``clip_seconds / hop + 1``, 101 for 1 s at 10 ms) and
+``lookahead = window // 2`` a word is normalised with the statistics of a clip centred
+on it, as in training; ``lookahead = 0`` is purely causal (onsets are then normalised
+with the preceding background only). At the end of a stream exactly one clip long, the
+held-back frames leave with the whole clip's statistics, i.e. equal the offline ones.
 Deltas need future frames and are not supported online.
 """
 from __future__ import annotations
@@ -25,7 +29,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..features import functional as AF
 
 
 class OnlineFrontend:
@@ -35,7 +38,7 @@ class OnlineFrontend:
     activity detection).
     """
 
-    def __init__(self, frontend: nn.Module, window: Optional[int] = 101) -> None:
+    def __init__(self, frontend: nn.Module, window: Optional[int] = 101, lookahead: int = 0) -> None:
         for attr in ("n_fft", "hop_length", "win_length", "mel_fb", "window"):
             if not hasattr(frontend, attr):
                 raise TypeError(f"frontend must be a LogMel or MFCC module, got {type(frontend).__name__}")
@@ -51,7 +54,15 @@ class OnlineFrontend:
         if self.normalize and (window is None or int(window) < 1):
             raise ValueError(f"window must be a positive number of frames, got {window!r}")
         self.window_frames = int(window) if window else 0
+        if int(lookahead) != lookahead or not 0 <= lookahead < max(self.window_frames, 1):
+            raise ValueError(f"lookahead must be an integer in [0, window), got {lookahead!r}")
+        self.lookahead = int(lookahead) if self.normalize else 0
         self.sample_rate = int(frontend.sample_rate)
+        w = frontend.window.float()
+        if w.numel() < self.n_fft:  # a win_length window sits centred in n_fft samples
+            left = (self.n_fft - w.numel()) // 2
+            w = torch.nn.functional.pad(w, (left, self.n_fft - w.numel() - left))
+        self._window = w
         self.reset()
 
     @property
@@ -64,49 +75,69 @@ class OnlineFrontend:
         self._pending = torch.zeros(0)  # raw samples before the left pad can be built
         self._history: list = []  # last `window` static frames for the sliding normalisation
         self._sum = self._sumsq = None
+        self._waiting: list = []  # static frames held back for the look-ahead
         self.frames_emitted = 0
+        self._energies: list = []  # energies of frames not yet emitted
+        self.last_energy = torch.zeros(0)
 
     # ------------------------------------------------------------------ internals
     def _static(self, segment: torch.Tensor) -> torch.Tensor:
         fe = self.fe
-        spec = AF.stft_power(segment, self.n_fft, self.hop, fe.win_length, window=fe.window,
-                             center=False, power=fe.power)  # [n_fft/2+1, n]
-        lm = torch.log(torch.matmul(spec.transpose(-1, -2), fe.mel_fb) + fe.log_offset)
+        frames = segment.unfold(0, self.n_fft, self.hop) * self._window  # [n, n_fft]
+        mag = torch.fft.rfft(frames).abs()  # the STFT of the offline transform, frame by frame
+        spec = mag.square() if fe.power == 2.0 else mag.pow(fe.power)
+        lm = torch.log(torch.matmul(spec, fe.mel_fb) + fe.log_offset)
         self._energy = torch.logsumexp(lm, -1) - math.log(lm.shape[-1])  # log mean mel power
         if hasattr(fe, "dct"):
             return torch.matmul(lm, fe.dct)
         return lm
 
-    def _norm(self, frames: torch.Tensor) -> torch.Tensor:
+    def _stats(self):
+        n = len(self._history)
+        mean = self._sum / n
+        var = (self._sumsq / n - mean * mean).clamp(min=0.0)
+        return mean, torch.sqrt(var + self.fe.eps)
+
+    def _norm(self, frames: torch.Tensor, final: bool = False) -> torch.Tensor:
         if not self.normalize:
             return frames
         out = []
         for f in frames:  # running sums over a ring of the last `window` frames (float64)
             f64 = f.double()
             self._history.append(f64)
+            self._waiting.append(f64)
             self._sum = f64.clone() if self._sum is None else self._sum + f64
             self._sumsq = f64 * f64 if self._sumsq is None else self._sumsq + f64 * f64
             if len(self._history) > self.window_frames:
                 old = self._history.pop(0)
                 self._sum -= old
                 self._sumsq -= old * old
-            n = len(self._history)
-            mean = self._sum / n
-            var = (self._sumsq / n - mean * mean).clamp(min=0.0)
-            out.append(((f64 - mean) / torch.sqrt(var + self.fe.eps)).to(f.dtype))
-        return torch.stack(out)
+            if len(self._waiting) > self.lookahead:
+                mean, std = self._stats()
+                out.append(((self._waiting.pop(0) - mean) / std).float())
+        if final and self._waiting:
+            mean, std = self._stats()
+            out += [((w - mean) / std).float() for w in self._waiting]
+            self._waiting = []
+        return torch.stack(out) if out else torch.zeros(0, self.fe.num_features)
 
-    def _emit(self) -> torch.Tensor:
+    def _emit(self, final: bool = False) -> torch.Tensor:
         n = 0 if self._buf.numel() < self.n_fft else 1 + (self._buf.numel() - self.n_fft) // self.hop
         if n == 0:
-            self.last_energy = torch.zeros(0)
-            return torch.zeros(0, self.fe.num_features)
+            return self._out(self._norm(torch.zeros(0, self.fe.num_features), final))
         seg = self._buf[: self.n_fft + (n - 1) * self.hop]
         frames = self._static(seg)
-        self.last_energy = self._energy
+        self._energies += self._energy.tolist()
         self._buf = self._buf[n * self.hop:]
+        return self._out(self._norm(frames, final))
+
+    def _out(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pair the frames going out with their energies (``last_energy``)."""
+        n = frames.shape[0]
+        self.last_energy = torch.tensor(self._energies[:n])
+        self._energies = self._energies[n:]
         self.frames_emitted += n
-        return self._norm(frames)
+        return frames
 
     # ------------------------------------------------------------------ API
     @torch.no_grad()
@@ -117,8 +148,7 @@ class OnlineFrontend:
             self._pending = torch.cat([self._pending, x])
             p = self.n_fft // 2
             if self._pending.numel() <= p:
-                self.last_energy = torch.zeros(0)
-                return torch.zeros(0, self.fe.num_features)
+                return self._out(torch.zeros(0, self.fe.num_features))
             x = self._pending
             pad = x[1:p + 1].flip(0) if self.fe.pad_mode == "reflect" else torch.zeros(p)
             x = torch.cat([pad, x])
@@ -130,15 +160,13 @@ class OnlineFrontend:
     @torch.no_grad()
     def flush(self) -> torch.Tensor:
         """End of stream: pad the end like the offline transform and emit the last frames."""
-        if not self._started:  # very short stream: nothing sensible to frame
-            return torch.zeros(0, self.fe.num_features)
-        if not self.fe.center:
-            return torch.zeros(0, self.fe.num_features)
+        if not self._started or not self.fe.center:  # nothing to pad
+            return self._out(self._norm(torch.zeros(0, self.fe.num_features), final=True))
         p = self.n_fft // 2
         # the offline signal ends where the buffer ends; frames still due start at < end - p
         tail = self._buf[-p - 1:-1].flip(0) if self.fe.pad_mode == "reflect" else torch.zeros(p)
         self._buf = torch.cat([self._buf, tail])
-        return self._emit()
+        return self._emit(final=True)
 
 
 __all__ = ["OnlineFrontend"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,17 +30,33 @@ PathLike = Union[str, Path]
 class KeywordStreamer:
     """Front-end -> stateful SNN -> detector, one 10 ms hop at a time.
 
+    State: neuron states persist from frame to frame. Models trained on isolated clips
+    always start from rest, and a state carried through minutes of audio drifts far from
+    anything seen in training; so, with ``reset_on_onset`` (default), the state is reset
+    when the detector's voice-activity gate opens and re-warmed on the ``preroll`` frames
+    (default 30 = 0.3 s of background) that preceded the onset, as a training clip's
+    leading background warms it. ``reset_on_onset=False`` keeps one state for the whole
+    stream.
+
+    Latency: a frame reaches the model ``n_fft/2`` samples plus ``lookahead`` hops after
+    its centre (see :class:`OnlineFrontend`; default lookahead: half a training clip);
+    detection times are given on the audio time line (the frame that decided).
     Timing: every completed frame's processing time (features + model step + detector)
     is recorded; :meth:`stats` gives the median/p95 latency per frame and the real-time
     factor (processing time / audio duration).
     """
 
     def __init__(self, frontend: nn.Module, model: nn.Module, labels: Sequence[str],
-                 sample_rate: int, clip_seconds: float = 1.0, **detector_options: Any) -> None:
+                 sample_rate: int, clip_seconds: float = 1.0, lookahead: Optional[int] = None,
+                 reset_on_onset: bool = True, preroll: int = 30, **detector_options: Any) -> None:
         self.sample_rate = int(sample_rate)
+        if int(preroll) != preroll or preroll < 0:
+            raise ValueError(f"preroll must be a number of frames >= 0, got {preroll!r}")
+        self.reset_on_onset = bool(reset_on_onset)
+        self.preroll = int(preroll)
         hop_s = frontend.hop_length / frontend.sample_rate
         window = int(round(clip_seconds / hop_s)) + 1
-        self.frontend = OnlineFrontend(frontend, window)
+        self.frontend = OnlineFrontend(frontend, window, window // 2 if lookahead is None else lookahead)
         self.model = StreamingSNN(model)
         self.labels = list(labels)
         if len(self.labels) != model.num_classes:
@@ -49,8 +66,9 @@ class KeywordStreamer:
         self.reset()
 
     @classmethod
-    def from_run(cls, run_dir: PathLike, checkpoint: str = "best", **detector_options: Any
-                 ) -> "KeywordStreamer":
+    def from_run(cls, run_dir: PathLike, checkpoint: str = "best", lookahead: Optional[int] = None,
+                 reset_on_onset: bool = True, preroll: int = 30,
+                 **detector_options: Any) -> "KeywordStreamer":
         from ..train.runner import build_frontend, load_run
         cfg, info, model, _ = load_run(run_dir, checkpoint)
         if info.get("kind", "audio") != "audio":
@@ -58,7 +76,8 @@ class KeywordStreamer:
                              "needs an audio front-end")
         frontend = build_frontend(cfg, int(info["sample_rate"]))
         return cls(frontend, model, info["labels"], int(info["sample_rate"]),
-                   float(info.get("clip_seconds") or 1.0), **detector_options)
+                   float(info.get("clip_seconds") or 1.0), lookahead, reset_on_onset, preroll,
+                   **detector_options)
 
     def reset(self) -> None:
         self.frontend.reset()
@@ -68,6 +87,8 @@ class KeywordStreamer:
         self.samples_seen = 0
         self.posteriors: List[torch.Tensor] = []
         self.keep_posteriors = False
+        self._preroll: Deque[torch.Tensor] = deque(maxlen=max(self.preroll, 1))
+        self.onsets = 0
 
     def _frames(self, frames: torch.Tensor, energy: torch.Tensor, t0: float, t_front: float
                 ) -> List[Detection]:
@@ -76,9 +97,17 @@ class KeywordStreamer:
         share = t_front / n if n else 0.0
         for i in range(n):
             t = time.perf_counter()
-            v = self.model.step(frames[i:i + 1])[0]
+            x = frames[i:i + 1]
+            if self.detector.observe(float(energy[i])) and self.reset_on_onset:
+                self.model.reset()  # fresh state, warmed up on the background before the word
+                for past in self._preroll:
+                    self.model.step(past)
+                self.onsets += 1
+            v = self.model.step(x)[0]
+            if self.preroll:
+                self._preroll.append(x)
             p = torch.softmax(v, -1)
-            d = self.detector.update(p, float(energy[i]))
+            d = self.detector.update(p)
             self.frame_times.append(time.perf_counter() - t + share)
             if self.keep_posteriors:
                 self.posteriors.append(p)
@@ -116,7 +145,9 @@ class KeywordStreamer:
         if ft.size == 0:
             return {"frames": 0, "audio_s": audio_s}
         hop_ms = self.frontend.frame_seconds * 1e3
-        return {"frames": int(ft.size), "audio_s": audio_s,
+        algorithmic = (self.frontend.n_fft // 2 / self.sample_rate * 1e3
+                       + self.frontend.lookahead * hop_ms)
+        return {"frames": int(ft.size), "audio_s": audio_s, "algorithmic_latency_ms": algorithmic,
                 "latency_ms_median": float(np.median(ft)), "latency_ms_p95": float(np.percentile(ft, 95)),
                 "latency_ms_mean": float(ft.mean()), "hop_ms": hop_ms,
                 "rtf": float(ft.sum() / 1e3 / max(audio_s, 1e-9))}
