@@ -15,7 +15,7 @@ writes JSON. Usage::
     spikekws synth --out data/synth_kd --lang en --speakers 120 \\
         --words yes,no,up,down,left,right,on,off,stop,go
     python benchmarks/kd_energy.py [--datasets synth,fsdd] [--synth-root data/synth_kd]
-        [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--runs runs/kd_energy]
+        [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--seeds 0,1] [--runs runs/kd_energy]
         [--out benchmarks/results/kd_energy.json]
 
 Runs already in ``--runs`` are reused (delete them to retrain). Everything runs on one CPU
@@ -86,10 +86,10 @@ def _row(label: str, path: Path, train_s: float) -> Dict[str, Any]:
             "dense_energy_nj_fp32": e["dense_energy_pj_fp32"] / 1e3, "train_s": round(train_s, 1)}
 
 
-def run_dataset(name: str, root: str, runs: Path, epochs: int) -> Dict[str, Any]:
+def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0) -> Dict[str, Any]:
     base = [*_data_overrides(name, root), f"features.timesteps={TEACHER_T}", f"train.epochs={epochs}",
-            "train.threads=1", "train.device=cpu", "train.progress=false"]
-    d = runs / name
+            f"train.seed={seed}", "train.threads=1", "train.device=cpu", "train.progress=false"]
+    d = runs / name / f"seed{seed}"
     dt40 = 0.01 * TEACHER_T / STUDENT_T  # the step length distillation gives the student
     t_rad = _train(d / "radlif_T100", [*base, *RADLIF])
     t_scr = _train(d / "spikescr_T100", base)
@@ -102,25 +102,52 @@ def run_dataset(name: str, root: str, runs: Path, epochs: int) -> Dict[str, Any]
             _row("spikescr T=40, no KD", d / "spikescr_T40_noKD", t_40),
             _row("KD 100->70->40 (curriculum)", d / "kd_curriculum_T40", t_kd),
             _row("KD 100->40 (no curriculum)", d / "kd_direct_T40", t_kd1)]
+    return {"dataset": name, "root": root, "epochs": epochs, "seed": seed, "rows": rows,
+            "targets": _targets(rows)}
+
+
+def _targets(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     rad, teacher, _, student, _ = rows
-    targets = {
+    drop = 100 * (teacher["test_acc"] - student["test_acc"])
+    return {
         "hybrid_beats_radlif": teacher["test_acc"] > rad["test_acc"],
         "param_ratio_hybrid_over_radlif": teacher["params"] / rad["params"],
         "timestep_cut": 1 - student["timesteps"] / teacher["timesteps"],
-        "kd_acc_drop_pp": 100 * (teacher["test_acc"] - student["test_acc"]),
-        "kd_acc_drop_within_1pp": 100 * (teacher["test_acc"] - student["test_acc"]) <= 1.0,
+        "kd_acc_drop_pp": drop,
+        "kd_acc_drop_within_1pp": drop <= 1.0,
         "kd_energy_ratio_fp32": student["energy_nj_fp32"] / teacher["energy_nj_fp32"],
     }
-    return {"dataset": name, "root": root, "epochs": epochs, "rows": rows, "targets": targets}
+
+
+def mean_over_seeds(per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Rows averaged over seeds (``test_acc_std`` added); targets recomputed on the means."""
+    import statistics
+
+    rows = []
+    for i, first in enumerate(per_seed[0]["rows"]):
+        group = [res["rows"][i] for res in per_seed]
+        row = dict(first, dir=None, seeds=len(group))
+        for k in ("test_acc", "best_valid_acc", "macs", "acs", "energy_nj_fp32", "energy_nj_int8",
+                  "train_s"):
+            row[k] = statistics.fmean(r[k] for r in group)
+        row["test_acc_std"] = statistics.pstdev(r["test_acc"] for r in group)
+        row["firing_rates"] = [statistics.fmean(r["firing_rates"][j] for r in group)
+                               for j in range(len(first["firing_rates"]))]
+        rows.append(row)
+    first = per_seed[0]
+    return {"dataset": first["dataset"], "root": first["root"], "epochs": first["epochs"],
+            "seed": "mean of " + ",".join(str(r["seed"]) for r in per_seed), "rows": rows,
+            "targets": _targets(rows)}
 
 
 def table(res: Dict[str, Any]) -> str:
-    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, test split)", "",
+    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, seed {res['seed']}, test split)", "",
              "| run | T | params | test acc | rates | MACs | ACs | fp32 nJ | int8 nJ | dense fp32 nJ |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         rates = "/".join(f"{x:.3f}" for x in r["firing_rates"])
-        lines.append(f"| {r['run']} | {r['timesteps']} | {r['params']} | {r['test_acc']:.4f} | {rates} | "
+        acc = f"{r['test_acc']:.4f}" + (f" ± {r['test_acc_std']:.4f}" if "test_acc_std" in r else "")
+        lines.append(f"| {r['run']} | {r['timesteps']} | {r['params']} | {acc} | {rates} | "
                      f"{r['macs']:.3g} | {r['acs']:.3g} | {r['energy_nj_fp32']:.1f} | "
                      f"{r['energy_nj_int8']:.2f} | {r['dense_energy_nj_fp32']:.1f} |")
     t = res["targets"]
@@ -137,6 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--synth-root", default="data/synth_kd")
     p.add_argument("--fsdd-root", default=str((REPO / ".." / "shared" / "data" / "fsdd").resolve()))
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     p.add_argument("--runs", default="runs/kd_energy")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kd_energy.json"))
     args = p.parse_args(argv)
@@ -150,11 +178,19 @@ def main(argv=None) -> int:
         if name not in ("synth", "fsdd"):
             raise SystemExit(f"unknown dataset {name!r}; choose synth and/or fsdd")
         root = args.synth_root if name == "synth" else args.fsdd_root
-        res = run_dataset(name, root, Path(args.runs), args.epochs)
-        print(table(res), flush=True)
-        results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
-        results[name] = res
-        atomic_write_text(out, json.dumps(results, indent=2))
+        for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
+            res = run_dataset(name, root, Path(args.runs), args.epochs, seed)
+            print(table(res), flush=True)
+            results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
+            entry = results.get(name, {})
+            entry = entry if "per_seed" in entry else {"per_seed": {}}
+            entry["per_seed"][str(seed)] = res
+            seeds = sorted(entry["per_seed"], key=int)
+            entry["mean"] = mean_over_seeds([entry["per_seed"][k] for k in seeds])
+            results[name] = entry
+            atomic_write_text(out, json.dumps(results, indent=2))
+            if len(seeds) > 1:
+                print(table(entry["mean"]), flush=True)
     print(f"wrote {out}")
     return 0
 
