@@ -83,6 +83,7 @@ def test_scalar_speaker_dataset_is_ignored_with_a_warning(tmp_path, caplog):
     ({"spikekws_dt": 5e-324}, {}, "values per sample"),  # max_time / dt overflows to inf
     ({}, {"max_time": float("inf")}, "values per sample"),
     ({"spikekws_num_channels": float("inf")}, {}, "num_channels must be a positive integer"),
+    ({}, {"dt": 5e-324, "max_time": 5e-324}, "dt must be at least 1e-9 s"),  # 1/dt = inf
 ])
 def test_absurd_geometry_is_refused_before_allocating(tmp_path, attrs, options, needle):
     from spikekws.data import dataset_info

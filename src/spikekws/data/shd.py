@@ -141,6 +141,8 @@ class SpikeLoader(DatasetLoader):
         attrs = train.attrs
         dt = opts["dt"] if opts["dt"] is not None else attrs.get(ATTR_DT, DEFAULT_DT)
         dt = positive_number(dt, "dt", self.name)
+        if dt < 1e-9:  # also keeps the sampling rate 1/dt finite
+            raise ValueError(f"dataset {self.name!r}: dt must be at least 1e-9 s, got {dt:g}")
         max_time = opts["max_time"]
         if max_time is None:
             max_time = attrs.get(ATTR_MAX_TIME, self.default_max_time)
