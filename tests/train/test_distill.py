@@ -186,3 +186,20 @@ def test_distill_user_errors(teacher, tmp_path, extra, needle):
 
 def test_distill_out_must_differ_from_teacher(teacher):
     assert_user_error(run(["distill", teacher, "--out", teacher, "--timesteps", "5"]), "--out must differ")
+
+
+def test_train_rejects_bad_feature_timesteps(teacher, tmp_path):
+    root = yaml.safe_load((teacher / "config.yaml").read_text())["data"]["root"]
+    res = run(["train", "--out", tmp_path / "r", f"data.root={root}", *TINY, "features.timesteps=0"])
+    assert_user_error(res, "features.timesteps must be a positive integer")
+
+
+def test_train_with_feature_timesteps_trains_at_that_length(teacher, tmp_path):
+    root = yaml.safe_load((teacher / "config.yaml").read_text())["data"]["root"]
+    run_dir = tmp_path / "r"
+    rc, _, err = run(["-q", "train", "--out", run_dir, f"data.root={root}", *TINY,
+                      "features.timesteps=7", "train.epochs=1"])
+    assert rc == 0, err
+    rc, out, err = run(["-q", "evaluate", run_dir, "--no-progress", "--device", "cpu"])
+    assert rc == 0, err
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["energy"]["timesteps"] == 7
