@@ -310,8 +310,17 @@ def build_spikescr(
     norm_momentum: float = 0.1,
     **neuron_kwargs,
 ) -> SpikeSCR:
-    """Factory. ``hidden_sizes`` (``model.hidden_sizes``) gives width and depth: ``[D] * N``
-    means ``dim=D, depth=N``; ``model.options.dim``/``depth`` take precedence."""
+    """Factory (``model.name=spikescr``).
+
+    ``hidden_sizes`` (``model.hidden_sizes``) gives width and depth: ``[D] * N`` means
+    ``dim=D, depth=N``; ``model.options.dim``/``depth`` take precedence. Other options
+    (``model.options.*``): ``heads``, ``kernel_size`` (depthwise conv over time),
+    ``embed_kernel``, ``causal``, ``readout`` (``li`` or ``mean``), ``norm_momentum``
+    (batch-norm running-average momentum, default 0.1), ``threshold``, and the neuron
+    arguments (``dt``, ``tau_mem``, ``learn_tau``, ``detach_reset``, ``backend``, ...).
+    ``model.neuron`` applies to every neuron; recurrent ones (rlif, radlif) are replaced by
+    their feed-forward counterparts (lif, adlif) with a warning.
+    """
     if bidirectional:
         raise ValueError("spikescr does not take bidirectional=true: its attention already sees "
                          "the whole sequence (set causal=false/true instead)")
