@@ -80,7 +80,7 @@ def test_scalar_speaker_dataset_is_ignored_with_a_warning(tmp_path, caplog):
 
 @pytest.mark.parametrize("attrs, options, needle", [
     ({"spikekws_dt": 1e-9}, {}, "values per sample"),  # 1.4e9 steps x 700 channels
-    ({"spikekws_dt": 5e-324}, {}, "values per sample"),  # max_time / dt overflows to inf
+    ({"spikekws_dt": 5e-324}, {}, "dt must be at least 1e-9 s"),  # max_time / dt is inf
     ({}, {"max_time": float("inf")}, "values per sample"),
     ({"spikekws_num_channels": float("inf")}, {}, "num_channels must be a positive integer"),
     ({}, {"dt": 5e-324, "max_time": 5e-324}, "dt must be at least 1e-9 s"),  # 1/dt = inf
