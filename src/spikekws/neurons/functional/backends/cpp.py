@@ -7,6 +7,11 @@ input current, instead of the autograd graph of about ten nodes per step that th
 torch loop builds. Results equal the torch reference: spikes and states bit for bit without
 recurrence, to rounding with it; gradients to rounding.
 
+The same extension provides the layer around the neurons: an event-driven linear product
+(:func:`linear_cpp`: with sparse inputs such as spikes, the sum of the weights of the non-zero
+inputs, and the weight gradient over the same entries) and a dropout whose mask is recomputed
+from a seed (:func:`dropout_cpp`).
+
 The extension is compiled once per machine into ``$TORCH_EXTENSIONS_DIR/<name>`` or, when
 that is unset, ``~/.cache/spikekws/torch_extensions/<name>`` (``$XDG_CACHE_HOME`` is
 honoured). If it cannot be built (no compiler, no ninja, ...) one warning is logged and the
