@@ -36,6 +36,22 @@ def test_sliding_normalisation_equals_utterance_normalisation_over_one_window():
     assert not torch.allclose(got[10], off[10], atol=1e-2)  # earlier frames: causal statistics
 
 
+def test_lookahead_delays_frames_and_matches_offline_at_the_end():
+    fe = build_features("logmel", sample_rate=16000, n_mels=16)
+    x = torch.from_numpy(np.random.default_rng(2).normal(0, 0.1, 16000).astype(np.float32))
+    off = fe(x)
+    on = OnlineFrontend(fe, window=off.shape[0], lookahead=50)
+    parts = [on.push(x[i:i + 160]) for i in range(0, 16000, 160)]
+    # frames 0..98 are complete before the end (t*160 + 256 <= 16000); 50 of them held back
+    assert sum(p.shape[0] for p in parts) == 99 - 50
+    last = on.flush()
+    assert last.shape[0] == 52
+    # frame 49 left when frame 99 arrived; frames 50..100 with the whole clip's statistics
+    torch.testing.assert_close(last[1:], off[-51:], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="lookahead"):
+        OnlineFrontend(fe, window=10, lookahead=10)
+
+
 def test_frontend_refuses_deltas():
     with pytest.raises(ValueError, match="deltas"):
         OnlineFrontend(build_features("logmel", deltas=1))
@@ -47,11 +63,13 @@ def test_stateful_model_matches_offline_trace(neuron):
     model = build_model("snn", 8, 4, neuron=neuron, hidden_sizes=[12, 10]).eval()
     x = torch.randn(1, 60, 8) * 3
     want = model.trace(x)["readout"][:, 0]
-    sm = StreamingSNN(model)
-    got = torch.cat([sm.run(x[0, :25]), sm.run(x[0, 25:])])  # state persists across calls
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    sm.reset()
-    torch.testing.assert_close(sm.run(x[0, :25]), want[:25], rtol=1e-5, atol=1e-5)
+    for fold in (True, False):
+        sm = StreamingSNN(model, fold=fold)
+        got = torch.cat([sm.run(x[0, :25]), sm.run(x[0, 25:])])  # state persists across calls
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        sm.reset()
+        torch.testing.assert_close(sm.run(x[0, :25]), want[:25], rtol=1e-5, atol=1e-5)
+    assert StreamingSNN(model)._folded is not None
 
 
 def test_streaming_refuses_bidirectional():
@@ -94,8 +112,12 @@ def test_stream_detects_words_and_times(tone_run):
     assert st["frames"] == 1 + signal.size // 160
     assert st["audio_s"] == pytest.approx(signal.size / 16000)
     assert st["latency_ms_p95"] >= st["latency_ms_median"] > 0 and st["rtf"] > 0
+    assert kws.onsets == len(words)  # one state reset per word onset
     # any chunking gives the same detections (state persists across pushes)
     kws.reset()
     assert [(d.word, d.time_s) for d in kws.process(signal, chunk=999)] == \
         [(d.word, d.time_s) for d in dets]
     assert set(w for w in WORDS) >= set(d.word for d in dets)
+    # one state for the whole stream (no reset at onsets): same words on this easy stream
+    kws = KeywordStreamer.from_run(tone_run.path, reset_on_onset=False)
+    assert [d.word for d in kws.process(signal)] == words and kws.onsets == 0
