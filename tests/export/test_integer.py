@@ -59,6 +59,18 @@ def test_decay_codes_and_weights():
         decay_code(alpha, "linear")
 
 
+def test_profile_schemes(make_snn):
+    from spikekws.export.integer import quantize_for
+    model = make_snn("lif", dtype=torch.float32)
+    x = torch.randn(4, 20, 10)
+    xylo = quantize_for(model, "xylo", calibration=x)
+    assert all(L.shift is not None for L in xylo.int_layers)  # v -= v >> k
+    tn = quantize_for(model, "truenorth", calibration=x)
+    assert int(tn.int_layers[0].weight.abs().max()) == 255  # 9-bit codes
+    loihi = quantize_for(model, "loihi2", calibration=x)
+    assert any(L.shift is None for L in loihi.int_layers)  # 12-bit multiplier decay
+
+
 def test_quantize_errors(make_snn):
     model = make_snn("lif", dtype=torch.float32)
     with pytest.raises(ValueError, match="calibration"):

@@ -54,6 +54,8 @@ class GraphLayer(nn.Module):
             raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
         if neuron == "lif" and alpha is None:
             raise ValueError("a 'lif' layer needs alpha")
+        if neuron == "if" and recurrent_weight is not None and reset == "subtract":
+            raise ValueError(f"layer {name}: recurrent IF layers are not supported")
         weight = torch.as_tensor(weight)
         h = weight.shape[0]
         full = lambda v: torch.as_tensor(v, dtype=weight.dtype).expand(h).clone()  # noqa: E731
@@ -112,10 +114,7 @@ class GraphLayer(nn.Module):
         backend = "auto" if isinstance(th, float) else "torch"
         if self.neuron == "if" and not self.recurrent:
             return F.if_scan(z, state, surrogate=_STEP, v_threshold=th, backend=backend)
-        alpha = self.alpha if self.alpha is not None else torch.ones_like(self.bias)
-        if self.neuron == "if":  # recurrent IF: lif with alpha = 1 would drop the input
-            raise ValueError(f"layer {self.name}: recurrent IF layers are not supported")
-        return F.lif_scan(z, state, alpha=alpha, surrogate=_STEP, v_threshold=th,
+        return F.lif_scan(z, state, alpha=self.alpha, surrogate=_STEP, v_threshold=th,
                           recurrent_weight=self.recurrent_weight, backend=backend)
 
     def step(self, x_t: torch.Tensor, state: Optional[F.LIFState] = None):

@@ -237,6 +237,16 @@ def quantize_snn(model: nn.Module, calibration: Optional[torch.Tensor] = None,
     return IntegerSNN(layers, input_scale, input_bits, g.dt, g.readout is not None)
 
 
+def quantize_for(model: nn.Module, target: str, calibration: Optional[torch.Tensor] = None,
+                 input_scale: Optional[float] = None) -> IntegerSNN:
+    """:func:`quantize_snn` with the weight bits and decay scheme of a chip profile
+    (``"xylo"``: bit-shift decay, 8 bits; ``"loihi2"``: 12-bit decay; ...)."""
+    from .targets import get_target
+    prof = get_target(target)
+    return quantize_snn(model, calibration, input_scale, weight_bits=prof.weight_bits,
+                        decay=prof.decay)
+
+
 @torch.no_grad()
 def agreement(int_net: IntegerSNN, x: torch.Tensor) -> Dict[str, float]:
     """Integer vs float simulation of the same quantised net on features ``x`` [B, T, F]:
@@ -255,5 +265,5 @@ def agreement(int_net: IntegerSNN, x: torch.Tensor) -> Dict[str, float]:
     return rep
 
 
-__all__ = ["IntegerSNN", "IntLayer", "quantize_snn", "agreement", "decay_code", "quantize_weight",
+__all__ = ["IntegerSNN", "IntLayer", "quantize_snn", "quantize_for", "agreement", "decay_code", "quantize_weight",
            "input_step", "DECAYS"]
