@@ -71,6 +71,8 @@ def run_target(name: str, allowed: Tuple[type, ...], fn: Callable[[], object]) -
     except allowed as e:
         assert str(e), f"{type(e).__name__} without a message"
         OUTCOMES[name][type(e).__name__] += 1
+    except MemoryError:  # re-raised small, so that reporting it needs no memory
+        raise AssertionError(f"{name}: MemoryError (more than the fuzz memory cap)") from None
     else:
         OUTCOMES[name]["ok"] += 1
     finally:

@@ -72,8 +72,9 @@ SHD_LABELS: Tuple[str, ...] = (
 )
 NUM_CHANNELS = 700
 DEFAULT_DT = 0.01
-#: Largest binned sample (steps x channels) accepted: 2**26 float32 values = 256 MiB.
-MAX_CELLS = 2**26
+#: Largest binned sample (steps x channels) accepted: 2**24 float32 values = 64 MiB
+#: (SHD in 1 ms bins: 1400 x 700, about 1e6).
+MAX_CELLS = 2**24
 
 
 class SpikeLoader(DatasetLoader):
