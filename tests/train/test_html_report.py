@@ -157,6 +157,13 @@ def test_report_user_errors_are_one_line(tiny_run_copy, tmp_path, argv, needle):
     assert len(lines) == 1 and lines[0].startswith("spikekws: error: ") and needle in lines[0], res.err
 
 
+def test_report_rejects_metrics_without_confusion_matrix(tiny_run_copy):
+    (tiny_run_copy / "metrics.json").write_text('{"test": {"accuracy": 0.5}}')
+    res = run_cli(["-q", "report", tiny_run_copy])
+    assert res.rc == 2
+    assert "'test' entry has no confusion_matrix; run spikekws evaluate" in res.err
+
+
 def test_report_rejects_malformed_history(tiny_run_copy):
     with open(tiny_run_copy / "history.jsonl", "a") as f:
         f.write('{"epoch": 4, "train_loss": \n')

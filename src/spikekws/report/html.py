@@ -212,6 +212,9 @@ def write_html_report(run_dir: PathLike, split: str = "test", checkpoint: str = 
         evaluate_run(run_dir, split=split, checkpoint=checkpoint, device=device, progress=progress)
         metrics = _read_json(metrics_path)
     rep = metrics[split]
+    if not isinstance(rep, dict) or not isinstance(rep.get("confusion_matrix"), list):
+        raise ValueError(f"{metrics_path}: the {split!r} entry has no confusion_matrix; "
+                         f"run spikekws evaluate {run_dir} --split {split} again")
     history = read_history(run_dir)
     config_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
     cfg = yaml.safe_load(config_text) or {}
