@@ -260,7 +260,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
             raise ValueError("--mic needs the sounddevice package (and PortAudio): "
                              "pip install sounddevice") from None
     kws = KeywordStreamer.from_run(args.run, args.checkpoint, threshold=args.threshold,
-                                   refractory_s=args.refractory)
+                                   refractory_s=args.refractory, hangover_s=args.hangover,
+                                   preroll=args.preroll)
     if args.mic:
         print("listening (Ctrl-C to stop)")
         stream_microphone(kws, lambda d: print(f"{d.time_s:8.2f} s  {d.word}  (score {d.score:.2f})",
@@ -443,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="smoothed posterior needed to report a word (default: 0.3)")
     st.add_argument("--refractory", type=float, default=0.5,
                     help="seconds without detections after one (default: 0.5)")
+    st.add_argument("--hangover", type=float, default=0.4,
+                    help="seconds a segment stays open after the sound drops (default: 0.4)")
+    st.add_argument("--preroll", type=int, default=30,
+                    help="background frames replayed after the state reset at a speech onset "
+                         "(default: 30)")
     st.add_argument("--checkpoint", default="best", choices=("best", "last"))
     st.set_defaults(func=cmd_stream)
     return p

@@ -6,6 +6,10 @@
             print(det.word, det.time_s, det.score)
     kws.finish()                             # flush the last frames
     kws.stats()                              # latency per frame, real-time factor
+
+Runs trained with ``features.options.normalize=none`` stream frame-exactly (the online
+features equal the offline ones); per-utterance normalisation can only be approximated
+online (:mod:`.frontend`), which costs accuracy on streams whose level varies.
 """
 from __future__ import annotations
 
