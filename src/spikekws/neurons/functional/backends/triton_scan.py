@@ -15,7 +15,9 @@ current; spikes are recomputed as ``v - theta >= 0``.
 Linux). On CPU tensors the scans use the torch reference unless Triton's interpreter is on
 (``TRITON_INTERPRET=1`` before Triton is imported), which runs the same kernels on CPU
 with NumPy: slow, for tests. Inputs the kernels do not cover (other surrogates, dtypes other
-than float32/float64, per-sample parameters, tracing) use the reference as well.
+than float32/float64, per-sample parameters, tracing) use the reference as well. Compiled
+kernels take the threshold and the surrogate's constants as fp32 scalars, so float64 inputs
+agree with the reference to the fp32 rounding of those constants.
 """
 from __future__ import annotations
 
