@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 
 import pytest
 import soundfile as sf

@@ -94,8 +94,7 @@ class KeywordStreamer:
         self._preroll: Deque[torch.Tensor] = deque(maxlen=max(self.preroll, 1))
         self.onsets = 0
 
-    def _frames(self, frames: torch.Tensor, energy: torch.Tensor, t0: float, t_front: float
-                ) -> List[Detection]:
+    def _frames(self, frames: torch.Tensor, energy: torch.Tensor, t_front: float) -> List[Detection]:
         out: List[Detection] = []
         n = frames.shape[0]
         share = t_front / n if n else 0.0
@@ -125,12 +124,12 @@ class KeywordStreamer:
         self.samples_seen += x.numel()
         t = time.perf_counter()
         frames = self.frontend.push(x)
-        return self._frames(frames, self.frontend.last_energy, t, time.perf_counter() - t)
+        return self._frames(frames, self.frontend.last_energy, time.perf_counter() - t)
 
     def finish(self) -> List[Detection]:
         t = time.perf_counter()
         frames = self.frontend.flush()
-        return self._frames(frames, self.frontend.last_energy, t, time.perf_counter() - t)
+        return self._frames(frames, self.frontend.last_energy, time.perf_counter() - t)
 
     def process(self, audio: Union[np.ndarray, torch.Tensor], chunk: Optional[int] = None
                 ) -> List[Detection]:
