@@ -133,3 +133,16 @@ def test_import_errors(tmp_path):
         edges=[("input", "pool"), ("pool", "output")])
     with pytest.raises(ValueError, match="Scale is not supported"):
         from_nir(g, dt=0.01)
+
+
+def test_round_trip_without_normalisation(make_snn, tmp_path):
+    model = make_snn("rlif", normalization="none")
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.linear.weight.mul_(4.0)  # busy neurons without BatchNorm gain
+    back = read_nir(write_nir(model, tmp_path / "m.nir"), dtype=torch.float64)
+    x = torch.randn(2, 40, 10, dtype=torch.float64) * 2
+    ref, got = model.trace(x), back.trace(x)
+    assert float(ref["layer0"].mean()) > 0.02
+    for key in ref:
+        assert torch.equal(ref[key], got[key]), key
