@@ -297,7 +297,8 @@ def fold_snn(model: nn.Module) -> GraphSNN:
         where = f"layers.{i} ({kind}, {layer.in_features}->{layer.hidden_size})"
         if kind in ADAPTIVE:
             raise ValueError(
-                f"{where}: adaptive neurons ({kind}) have no NIR node and no target here; "
+                f"{where}: adaptive neurons ({kind}) have no NIR node (exporting them as plain LIF "
+                "would change the model); "
                 "train with model.neuron=lif or rlif to export")
         if kind not in ("lif", "rlif", "if"):
             raise ValueError(f"{where}: neuron type {kind!r} cannot be exported")
