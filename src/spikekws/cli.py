@@ -273,7 +273,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if st.get("frames"):
         print(f"latency per {st['hop_ms']:g} ms frame: median {st['latency_ms_median']:.3f} ms, "
               f"p95 {st['latency_ms_p95']:.3f} ms; real-time factor {st['rtf']:.4f} "
-              f"({st['frames']} frames, {st['audio_s']:.2f} s of audio)")
+              f"(thread CPU time: {st['rtf_cpu']:.4f}; {st['frames']} frames, "
+              f"{st['audio_s']:.2f} s of audio)")
     return 0
 
 
