@@ -112,6 +112,7 @@ def test_stream_detects_words_and_times(tone_run):
     assert st["frames"] == 1 + signal.size // 160
     assert st["audio_s"] == pytest.approx(signal.size / 16000)
     assert st["latency_ms_p95"] >= st["latency_ms_median"] > 0 and st["rtf"] > 0
+    assert st["cpu_latency_ms_p95"] >= st["cpu_latency_ms_median"] > 0 and st["rtf_cpu"] > 0
     assert kws.onsets == len(words)  # one state reset per word onset
     # any chunking gives the same detections (state persists across pushes)
     kws.reset()
