@@ -166,13 +166,13 @@ SPIKEKWS_CLONES void sparse_product(int64_t r0, int64_t r1, int64_t H, const dou
 
 template <typename T>
 struct Recurrence {
-  const Tensor& weight;  // V [H, H]
+  Tensor weight;  // V [H, H], detached: GEMMs run on worker threads, where grad mode is on
   Tensor vt;             // V^T, contiguous: row j = V[:, j]
   Tensor buf;            // [M, H] result
   int64_t H;
 
   Recurrence(const Tensor& w, int64_t M, int64_t H_, const at::TensorOptions& opt)
-      : weight(w), vt(w.t().contiguous()), buf(at::empty({M, H_}, opt)), H(H_) {}
+      : weight(w.detach()), vt(w.t().contiguous()), buf(at::empty({M, H_}, opt)), H(H_) {}
 
   // s_{t-1} V^T for the rows [r0, r1) of spikes s ([M, H], data sp), into the same rows of
   // buf: sums of rows of V^T while the block's spikes are sparse, else one GEMM on the block.
@@ -431,7 +431,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
           Tensor cs_block = cs.narrow(0, r0, r1 - r0);
           for (int64_t t = nT - 1; t >= 0; --t) {
             step(t, r0, r1);
-            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), *weight);
+            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), weight->detach());
           }
         });
       }
@@ -665,7 +665,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
           Tensor cs_block = cs.narrow(0, r0, r1 - r0);
           for (int64_t t = nT - 1; t >= 0; --t) {
             step(t, r0, r1);
-            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), *weight);
+            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), weight->detach());
           }
         });
       }
