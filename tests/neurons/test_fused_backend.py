@@ -145,6 +145,26 @@ def test_recurrent_sparse_and_dense_spikes(kind, drive):
 
 @needs_ext
 @pytest.mark.parametrize("kind", ["lif", "adlif"])
+def test_recurrent_blocks_on_two_threads_under_inference_mode(kind):
+    # Samples split between two threads, dense spikes (GEMMs in the worker thread) and
+    # inference mode, which is thread-local like grad mode.
+    leaves = _case(kind, T=30, B=8, H=600, recurrent=True, drive=3.0, dtype=torch.float32, seed=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            s_cpp, st_cpp = _run(kind, leaves, "cpp", "boxcar")
+            s_ref, st_ref = _run(kind, leaves, "torch", "boxcar")
+    finally:
+        torch.set_num_threads(threads)
+    assert s_ref.mean() > 0.2
+    assert torch.equal(s_cpp, s_ref)
+    for a, b in zip(st_cpp, st_ref):
+        _close(a, b, torch.float32, "state")
+
+
+@needs_ext
+@pytest.mark.parametrize("kind", ["lif", "adlif"])
 def test_scalar_alpha_gets_its_gradient(kind):
     _, grads = _compare(kind, "fast_sigmoid", scalar_alpha=True, recurrent=True)
     assert grads["alpha"].shape == ()

@@ -18,6 +18,7 @@
 // Ops are registered under torch.ops.spikekws_scan.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -333,7 +334,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
       Recurrence<T> recur(*weight, M, H, x.options());
       Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
       const T* rp = recur.buf.data_ptr<T>();
+      // Worker threads take the caller's thread-local state (grad / inference mode), so
+      // that the GEMMs there may write into buffers made under inference mode.
+      const at::ThreadLocalState tls;
       at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+        at::ThreadLocalStateGuard tls_guard(tls);
         for (int64_t t = 0; t < nT; ++t) {
           recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1), s_prev(t));
           T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
@@ -427,7 +432,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
       } else {
         // Samples are independent: each task runs the whole time loop on its rows, with
         // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block.
+        const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
         at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+          at::ThreadLocalStateGuard tls_guard(tls);
           Tensor cs_block = cs.narrow(0, r0, r1 - r0);
           for (int64_t t = nT - 1; t >= 0; --t) {
             step(t, r0, r1);
@@ -532,7 +539,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
       Recurrence<T> recur(*weight, M, H, x.options());
       Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
       const T* rp = recur.buf.data_ptr<T>();
+      // Worker threads take the caller's thread-local state (grad / inference mode), so
+      // that the GEMMs there may write into buffers made under inference mode.
+      const at::ThreadLocalState tls;
       at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+        at::ThreadLocalStateGuard tls_guard(tls);
         for (int64_t t = 0; t < nT; ++t) {
           recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1), s_prev(t));
           T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
@@ -661,7 +672,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
       } else {
         // Samples are independent: each task runs the whole time loop on its rows, with
         // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block.
+        const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
         at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+          at::ThreadLocalStateGuard tls_guard(tls);
           Tensor cs_block = cs.narrow(0, r0, r1 - r0);
           for (int64_t t = nT - 1; t >= 0; --t) {
             step(t, r0, r1);
