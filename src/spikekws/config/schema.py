@@ -64,6 +64,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch default
+    # Extract the training features once. Re-extracted every epoch when false, and always
+    # when the training split augments its waveforms (data.options.augment), so that the
+    # augmentation is drawn anew each epoch.
     cache_features: bool = True
     # Feature-level augmentation of training batches (spikekws.features.augment.FeatureAugment
     # options, e.g. {freq_warp: [0.9, 1.1], time_stretch: [0.85, 1.15], shift: 0.1}).

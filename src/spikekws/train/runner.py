@@ -272,6 +272,11 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
     return loss_sum, correct, seen
 
 
+def start_epoch_of(ckpt: Optional[Dict[str, Any]]) -> int:
+    """The epoch a run starts (0) or resumes at (the checkpoint's completed epochs)."""
+    return int(ckpt["epoch"]) if ckpt is not None else 0
+
+
 def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str, Any]:
     """Train according to ``cfg`` into ``run_dir``; returns the summary of the best epoch.
 
@@ -306,7 +311,17 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     info = build_info(cfg)
     frontend = build_frontend(cfg, info.sample_rate, info.kind).to(device)
     t0 = time.time()
-    Xtr, ytr = extract_features(build_data(cfg, "train"), frontend, device,
+    train_data = build_data(cfg, "train")
+    # Waveform augmentation is drawn per (epoch, clip): features cached once would freeze
+    # the first epoch's draws, so such a split is re-extracted every epoch.
+    redraw = getattr(train_data, "augment", None) is not None or not cfg.train.cache_features
+    if redraw:
+        log.info("training features are re-extracted every epoch (%s)",
+                 "waveform augmentation" if getattr(train_data, "augment", None) is not None
+                 else "train.cache_features is false")
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(start_epoch_of(ckpt))
+    Xtr, ytr = extract_features(train_data, frontend, device,
                                 cfg.train.eval_batch_size, cfg.train.progress, "features train")
     Xva, yva = extract_features(build_data(cfg, "valid"), frontend, device,
                                 cfg.train.eval_batch_size, cfg.train.progress, "features valid")
@@ -345,6 +360,11 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     tb = make_logger(t.tensorboard, run_dir, start_epoch) if dctx.is_main else None
     for epoch in range(start_epoch, t.epochs):
         t_epoch = time.time()
+        if redraw and epoch != start_epoch:
+            if hasattr(train_data, "set_epoch"):
+                train_data.set_epoch(epoch)
+            Xtr, ytr = extract_features(train_data, frontend, device, t.eval_batch_size,
+                                        t.progress, f"features train, epoch {epoch + 1}")
         loss_sum, correct, seen = train_epoch(train_model, opt, Xtr, ytr, t, epoch, device, augment,
                                               dctx=dctx)
         distributed.average_buffers(model, dctx)  # ranks evaluate and save the same model
