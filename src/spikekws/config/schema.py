@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
+
+from ..atomic import atomic_write_text  # noqa: F401  (re-exported: used across the package)
 
 
 @dataclass
@@ -215,22 +215,6 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str
     data = read_yaml(path) if path is not None else {}
     apply_overrides(data, overrides)
     return config_from_dict(data)
-
-
-def atomic_write_text(path: Union[str, Path], text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_config(cfg: Config, path: Union[str, Path]) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from ..config.schema import atomic_write_text
 from ..train.metrics import classification_report
+from ..train.report import save_figure
 from .calibrate import CALIBRATIONS, collect_preactivations, thresholds_from_samples
 from .network import CONVERTERS, ConvertedNet, from_model
 from .quantize import quantize
@@ -199,7 +200,7 @@ def plot_conversion(report: Dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

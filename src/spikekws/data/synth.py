@@ -37,14 +37,15 @@ import math
 import multiprocessing as mp
 import os
 import re
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ..atomic import atomic_write_text
 
 log = logging.getLogger("spikekws.data.synth")
 
@@ -448,20 +449,6 @@ def _run_speaker(job: Tuple[_Speaker, List[Tuple[str, str, str]], Dict[str, Any]
 # --- bookkeeping --------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
@@ -622,7 +609,7 @@ def generate(out_dir: Union[str, os.PathLike], langs: Union[str, Sequence[str]] 
             )
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / _MARKER, _dump({"args": args}))
+    atomic_write_text(out / _MARKER, _dump({"args": args}))
     _remove_stale(out, set(expected))
     for folder in vocab:
         (out / folder).mkdir(exist_ok=True)
@@ -642,15 +629,15 @@ def generate(out_dir: Union[str, os.PathLike], langs: Union[str, Sequence[str]] 
     split_of = {s.id: s.split for s in spks}
     valid = sorted(p for p in expected if split_of[_speaker_of(p)] == "valid")
     test = sorted(p for p in expected if split_of[_speaker_of(p)] == "test")
-    _atomic_write_text(out / "validation_list.txt", "".join(p + "\n" for p in valid))
-    _atomic_write_text(out / "testing_list.txt", "".join(p + "\n" for p in test))
-    _atomic_write_text(out / "labels.json", _dump(vocab))
-    _atomic_write_text(out / "speakers.json", _dump({s.id: _speaker_record(s, a["langs"]) for s in spks}))
+    atomic_write_text(out / "validation_list.txt", "".join(p + "\n" for p in valid))
+    atomic_write_text(out / "testing_list.txt", "".join(p + "\n" for p in test))
+    atomic_write_text(out / "labels.json", _dump(vocab))
+    atomic_write_text(out / "speakers.json", _dump({s.id: _speaker_record(s, a["langs"]) for s in spks}))
     manifest = {"args": args, "files": len(expected),
                 "splits": {"train": len(expected) - len(valid) - len(test),
                            "valid": len(valid), "test": len(test)},
                 "info": _espeak_info()}
-    _atomic_write_text(manifest_path, _dump(manifest))
+    atomic_write_text(manifest_path, _dump(manifest))
     log.info("wrote %d clips to %s in %.1f s", len(expected), out, elapsed)
     return out
 

@@ -1,7 +1,6 @@
 """Fully connected spiking layers (time-first tensors ``[T, B, F]``)."""
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import nn

@@ -1,12 +1,12 @@
 """Versioned, atomically written checkpoints (dicts of state_dicts + config + metrics)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Union
 
 import torch
+
+from ..atomic import atomic_write
 
 FORMAT = "spikekws-checkpoint"
 VERSION = 1
@@ -14,20 +14,8 @@ VERSION = 1
 
 def save_checkpoint(path: Union[str, Path], payload: Dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = dict(payload, format=FORMAT, version=VERSION)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(data, f))
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Dict[str, Any]:

@@ -4,27 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from ..config.schema import atomic_write_text
+from ..atomic import atomic_write, atomic_write_text
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
     """``fig.savefig`` to a temporary file next to ``path``, then an atomic rename."""
-    import os
-    import tempfile
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=fmt), suffix=path.suffix)
 
 
 def _plt():
