@@ -201,12 +201,16 @@ def cmd_spikify(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .convert.calibrate import CALIBRATIONS
     from .data import list_datasets
+    from .export.targets import list_targets
     from .features import FEATURES
+    from .features.encoders import ENCODERS
     from .models import MODELS
     from .neurons import NEURONS, SURROGATES
-    tables = {"datasets": list_datasets(), "features": FEATURES.list(), "models": MODELS.list(),
-              "neurons": NEURONS.list(), "surrogates": SURROGATES.list()}
+    tables = {"datasets": list_datasets(), "features": FEATURES.list(), "encoders": ENCODERS.list(),
+              "models": MODELS.list(), "neurons": NEURONS.list(), "surrogates": SURROGATES.list(),
+              "calibrations": CALIBRATIONS.list(), "targets": list(list_targets())}
     what = args.what
     if what and what not in tables:
         raise ValueError(f"unknown list {what!r}; choose from {', '.join(tables)}")
@@ -417,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     kd.add_argument("--no-progress", action="store_true")
     kd.set_defaults(func=cmd_distill)
 
-    ls = sub.add_parser("list", help="list registered datasets, features, models, neurons, surrogates")
+    ls = sub.add_parser("list", help="list registered datasets, features, encoders, models, "
+                                     "neurons, surrogates, calibrations, chip targets")
     ls.add_argument("what", nargs="?", default=None)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)

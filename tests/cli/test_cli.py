@@ -422,10 +422,11 @@ def test_debug_env_shows_the_exception(cli, tmp_path, monkeypatch):
 def test_list_prints_all_registries(cli):
     res = cli("list")
     assert res.rc == 0, res.err
-    for name in ("radlif", "logmel", "synth", "boxcar", "snn"):
+    for name in ("radlif", "logmel", "synth", "boxcar", "snn", "delta", "mse", "xylo"):
         assert name in res.out
     assert [line.split(":")[0] for line in res.out.splitlines()] == [
-        "datasets", "features", "models", "neurons", "surrogates"]
+        "datasets", "features", "encoders", "models", "neurons", "surrogates", "calibrations",
+        "targets"]
 
 
 def test_list_json(cli):
@@ -434,7 +435,8 @@ def test_list_json(cli):
     neurons = json.loads(res.out)
     assert isinstance(neurons, list) and {"lif", "adlif", "rlif", "radlif"} <= set(neurons)
     tables = json.loads(cli("list", "--json").out)
-    assert set(tables) == {"datasets", "features", "models", "neurons", "surrogates"}
+    assert set(tables) == {"datasets", "features", "encoders", "models", "neurons", "surrogates",
+                           "calibrations", "targets"}
     assert tables["neurons"] == neurons
 
 
