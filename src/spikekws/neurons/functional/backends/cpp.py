@@ -25,7 +25,6 @@ parameters, tensor thresholds, empty sequences; so do calls under ``torch.compil
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import sys
@@ -36,8 +35,8 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...surrogate import ATan, Boxcar, FastSigmoid, Sigmoid, Surrogate, Triangle
 from ..adlif import adlif_scan_torch
+from . import surrogate_spec
 from ..li import li_scan_torch
 from ..lif import lif_scan_torch
 from ..state import AdLIFState, LIFState, LIState
@@ -163,25 +162,6 @@ def build_error() -> Optional[str]:
 # --------------------------------------------------------------------------------------
 # Eligibility: what the kernels cover; everything else goes to the reference.
 # --------------------------------------------------------------------------------------
-
-def surrogate_spec(surrogate: Surrogate) -> Optional[Tuple[int, float, float]]:
-    """(id, p1, p2) for the C++ pseudo-derivative, None for surrogates it does not know.
-
-    Matched on the exact class: a subclass may redefine ``derivative``.
-    """
-    kind = type(surrogate)
-    if kind is Boxcar:
-        return 0, surrogate.width / 2, surrogate.scale
-    if kind is FastSigmoid:
-        return 1, surrogate.slope, 0.0
-    if kind is Sigmoid:
-        return 2, surrogate.slope, 0.0
-    if kind is ATan:
-        return 3, surrogate.alpha / 2, math.pi / 2 * surrogate.alpha
-    if kind is Triangle:
-        return 4, surrogate.width, 0.0
-    return None
-
 
 def _per_neuron(p: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
     """A parameter as a contiguous [H] tensor (differentiable expand), or None if it is

@@ -21,17 +21,16 @@ agree with the reference to the fp32 rounding of those constants.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Optional
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...surrogate import ATan, Boxcar, FastSigmoid, Sigmoid, Surrogate, Triangle
 from ..adlif import adlif_scan_torch
 from ..lif import lif_scan_torch
 from ..state import AdLIFState, LIFState
+from . import surrogate_spec
 
 BLOCK = 256
 _kernels: Any = None
@@ -65,22 +64,6 @@ def available() -> bool:
 
 def import_error() -> Optional[str]:
     return _import_error
-
-
-def surrogate_spec(surrogate: Surrogate):
-    """(id, p1, p2) as in the C++ backend; None for surrogates the kernels do not know."""
-    kind = type(surrogate)
-    if kind is Boxcar:
-        return 0, surrogate.width / 2, surrogate.scale
-    if kind is FastSigmoid:
-        return 1, surrogate.slope, 0.0
-    if kind is Sigmoid:
-        return 2, surrogate.slope, 0.0
-    if kind is ATan:
-        return 3, surrogate.alpha / 2, math.pi / 2 * surrogate.alpha
-    if kind is Triangle:
-        return 4, surrogate.width, 0.0
-    return None
 
 
 def _define_kernels():
