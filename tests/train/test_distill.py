@@ -1,24 +1,18 @@
 """Distillation to fewer time steps: loss, resampling, curriculum, the distill CLI."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 
-from spikekws.cli import main
 from spikekws.train.distill import TimeResample, kd_loss, parse_curriculum, split_epochs
 
-WORDS = ("no", "up", "yes")
-SPEAKERS = ("aa11", "bb22", "cc33", "dd44", "ee55", "ff66")
+from tinyrun import run_cli as run
+
 TINY = ["data.name=synth", "model.name=spikescr", "model.neuron=lif", "model.hidden_sizes=[8]",
         "model.options.heads=2", "model.dropout=0.0", "train.epochs=2", "train.batch_size=6",
         "train.lr=0.01", "features.options.n_mels=12", "train.device=cpu", "train.threads=1",
@@ -69,45 +63,10 @@ def test_curriculum_and_epoch_split():
 
 
 # --------------------------------------------------------------------------- CLI
-def run(argv):
-    logger = logging.getLogger("spikekws")
-    state = (list(logger.handlers), logger.level, logger.propagate)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main([str(a) for a in argv])
-    finally:
-        logger.handlers, logger.level, logger.propagate = state
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _write_tiny(root: Path) -> Path:
-    import soundfile as sf
-
-    sr, n = 8000, 2000
-    rng = np.random.default_rng(0)
-    t = np.arange(n) / sr
-    valid, test = [], []
-    for wi, word in enumerate(WORDS):
-        for si, spk in enumerate(SPEAKERS):
-            f0 = 300.0 + 400.0 * wi + 15.0 * si
-            tone = 0.4 * np.sin(2 * np.pi * f0 * t) + 0.02 * rng.standard_normal(n)
-            rel = f"{word}/{spk}_nohash_0.wav"
-            (root / word).mkdir(parents=True, exist_ok=True)
-            sf.write(str(root / rel), tone.astype(np.float32), sr, subtype="PCM_16")
-            (valid if spk == SPEAKERS[-2] else test if spk == SPEAKERS[-1] else []).append(rel)
-    (root / "validation_list.txt").write_text("".join(r + "\n" for r in valid))
-    (root / "testing_list.txt").write_text("".join(r + "\n" for r in test))
-    (root / "manifest.json").write_text('{"sample_rate": 8000, "clip_seconds": 0.25}')
-    return root
-
-
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    base = tmp_path_factory.mktemp("kd")
-    root = _write_tiny(base / "synth")
-    run_dir = base / "teacher"
-    rc, out, err = run(["-q", "train", "--out", run_dir, f"data.root={root}", *TINY])
+def teacher(tmp_path_factory, tiny_root):
+    run_dir = tmp_path_factory.mktemp("kd") / "teacher"
+    rc, out, err = run(["-q", "train", "--out", run_dir, f"data.root={tiny_root}", *TINY])
     assert rc == 0, err
     return run_dir
 
