@@ -243,26 +243,28 @@ def test_snn_model_fused_equals_reference(neuron):
 @pytest.mark.parametrize("density", [0.0, 0.04, 0.6], ids=["silent", "events", "dense"])
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("shape", [(1, 1, 37), (7, 3, 37)], ids=["T1", "T7"])
-def test_event_linear_matches_reference(shape, bias, density, dtype):
+@pytest.mark.parametrize("outputs", [23, 70], ids=["O23", "O70"])
+def test_event_linear_matches_reference(outputs, shape, bias, density, dtype):
     g = torch.Generator().manual_seed(5)
     # Dropout-scaled spikes: values 0 or 1 / (1 - p).
     x = ((torch.rand(shape, generator=g) < density).to(dtype) / 0.9).requires_grad_(True)
-    w = torch.randn(23, shape[-1], generator=g).to(dtype).requires_grad_(True)
-    b = torch.randn(23, generator=g).to(dtype).requires_grad_(True) if bias else None
+    w = torch.randn(outputs, shape[-1], generator=g).to(dtype).requires_grad_(True)
+    b = torch.randn(outputs, generator=g).to(dtype).requires_grad_(True) if bias else None
     leaves = [t for t in (x, w, b) if t is not None]
-    gy = torch.randn(*shape[:-1], 23, generator=g).to(dtype)
+    gy = torch.randn(*shape[:-1], outputs, generator=g).to(dtype)
     outs = {}
     for backend in ("torch", "cpp"):
         y = NF.linear(x, w, b, backend=backend)
         outs[backend] = (y, torch.autograd.grad((y * gy).sum(), leaves))
     (y_ref, g_ref), (y_cpp, g_cpp) = outs["torch"], outs["cpp"]
-    assert y_cpp.shape == y_ref.shape == (*shape[:-1], 23)
+    assert y_cpp.shape == y_ref.shape == (*shape[:-1], outputs)
     _close(y_cpp, y_ref, dtype, "y")
     for name, a, r in zip(("x", "weight", "bias"), g_cpp, g_ref):
         _close(a, r, dtype, f"grad {name}")
     _, sparse = torch.ops.spikekws_scan.event_linear_forward(
         x.detach().reshape(-1, shape[-1]).contiguous(), w.detach(), None)
-    assert sparse == (density < 0.25)
+    # the event path runs on sparse inputs, into enough outputs to repay finding the events
+    assert sparse == (density < 0.25 and outputs >= 64)
 
 
 @needs_ext
@@ -447,3 +449,53 @@ def test_compiling_uses_the_reference(monkeypatch):
     traced, _ = NF.lif_scan(x, **kw)
     assert len(calls) == 1
     assert torch.equal(traced, fused)
+
+
+@needs_ext
+@pytest.mark.parametrize("neuron", ["lif", "rlif", "adlif", "radlif"])
+def test_eval_folds_batchnorm_and_equals_reference(neuron):
+    """In eval mode the fused path folds batch norm into the weights: same outputs and
+    gradients as the reference, which normalises separately, and no batch-norm call."""
+    models = {}
+    for backend in ("torch", "cpp"):
+        torch.manual_seed(0)
+        m = build_model("snn", 5, 3, neuron=neuron, hidden_sizes=[9, 6], dropout=0.0,
+                        backend=backend, bias=True).double()
+        for mod in m.modules():
+            if hasattr(mod, "backend"):
+                mod.backend = backend
+        g = torch.Generator().manual_seed(2)
+        for mod in m.modules():  # non-trivial statistics and affine parameters
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                n = mod.num_features
+                mod.running_mean.copy_(torch.randn(n, generator=g, dtype=torch.float64))
+                mod.running_var.copy_(0.2 + torch.rand(n, generator=g, dtype=torch.float64))
+                with torch.no_grad():
+                    mod.weight.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
+                    mod.bias.copy_(0.3 * torch.randn(n, generator=g, dtype=torch.float64))
+        models[backend] = m.eval()
+    calls = {"torch": 0, "cpp": 0}
+    for backend, m in models.items():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.register_forward_hook(lambda *_, b=backend: calls.__setitem__(b, calls[b] + 1))
+    x = 1.5 * torch.randn(2, 12, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    outs = {}
+    for backend, m in models.items():
+        xb = x.clone().requires_grad_(True)
+        out, rates = m(xb)
+        out.sum().backward()
+        outs[backend] = (out, rates, xb.grad)
+    assert calls["cpp"] == 0 and calls["torch"] == 3  # two layers and the readout
+    torch.testing.assert_close(outs["cpp"][0], outs["torch"][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(outs["cpp"][1], outs["torch"][1], rtol=0, atol=0)
+    torch.testing.assert_close(outs["cpp"][2], outs["torch"][2], rtol=1e-9, atol=1e-12)
+    for (name, p), (_, q) in zip(models["torch"].named_parameters(), models["cpp"].named_parameters()):
+        if p.grad is None:
+            assert q.grad is None, name
+        else:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-8, atol=1e-10, msg=name)
+    # training mode normalises with the batch statistics on every backend
+    models["cpp"].train()
+    models["cpp"](x)
+    assert calls["cpp"] == 3

@@ -15,8 +15,9 @@ from .conftest import WORDS, sentence
 
 @pytest.mark.parametrize("name", ["logmel", "mfcc"])
 @pytest.mark.parametrize("chunk", [160, 37, 1000])
-def test_online_frontend_is_frame_exact(name, chunk):
-    fe = build_features(name, sample_rate=16000, normalize="none", n_mels=24)
+@pytest.mark.parametrize("normalize", ["none", "pcen"])
+def test_online_frontend_is_frame_exact(name, chunk, normalize):
+    fe = build_features(name, sample_rate=16000, normalize=normalize, n_mels=24)
     x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, 12345).astype(np.float32))
     off = fe(x)
     on = OnlineFrontend(fe, window=None)

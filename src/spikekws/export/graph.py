@@ -241,28 +241,11 @@ class GraphSNN(nn.Module):
 
 # --------------------------------------------------------------------------- folding
 def fold_affine(linear: nn.Linear, norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight [out, in] and bias [out] of ``norm(linear(x))`` (eval BatchNorm folded)."""
-    w = linear.weight.detach().double()
-    b = (linear.bias.detach().double() if linear.bias is not None
-         else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device))
-    inner = getattr(norm, "norm", norm)
-    if isinstance(inner, nn.Identity):
-        pass
-    elif isinstance(inner, nn.BatchNorm1d):
-        if inner.running_mean is None or inner.running_var is None:
-            raise ValueError("BatchNorm without running statistics cannot be folded")
-        g = 1.0 / torch.sqrt(inner.running_var.double() + inner.eps)
-        if inner.weight is not None:
-            g = g * inner.weight.detach().double()
-        shift = inner.bias.detach().double() if inner.bias is not None else torch.zeros_like(g)
-        w = w * g[:, None]
-        b = (b - inner.running_mean.double()) * g + shift
-    else:
-        raise ValueError(f"normalization {type(inner).__name__} cannot be folded into the "
-                         "weights (it depends on the input); train with "
-                         "model.normalization=batchnorm or none to export")
-    dtype = linear.weight.dtype
-    return w.to(dtype), b.to(dtype)
+    """Weight [out, in] and bias [out] of ``norm(linear(x))`` (eval BatchNorm folded, in
+    float64, detached); see :func:`spikekws.layers.linear.fold_norm`."""
+    from ..layers.linear import fold_norm
+    with torch.no_grad():
+        return fold_norm(linear, norm, dtype=torch.float64)
 
 
 def neuron_kind(neuron: nn.Module) -> str:

@@ -42,6 +42,8 @@ __all__ = [
     "deltas",
     "add_deltas",
     "normalize_utterance",
+    "pcen",
+    "pcen_smoothing",
     "resample",
 ]
 
@@ -524,6 +526,80 @@ def normalize_utterance(
     centred = (x - mean) * m
     var = centred.square().sum(dim=-2, keepdim=True) / count
     return centred / torch.sqrt(var + eps)
+
+
+# --------------------------------------------------------------------------- PCEN
+
+
+def pcen_smoothing(time_constant: float, frame_rate: float) -> float:
+    """Smoothing coefficient ``s`` of :func:`pcen` for a time constant in seconds at
+    ``frame_rate`` frames per second: ``s = (sqrt(1 + 4 T^2) - 1) / (2 T^2)``,
+    ``T = time_constant * frame_rate`` (the convention of librosa's ``pcen``)."""
+    if not time_constant > 0 or not frame_rate > 0:
+        raise _bad("time_constant and frame_rate", "> 0", (time_constant, frame_rate))
+    t = float(time_constant) * float(frame_rate)
+    return (math.sqrt(1.0 + 4.0 * t * t) - 1.0) / (2.0 * t * t)
+
+
+_PCEN_CHUNK = 64
+
+
+def pcen(
+    energy: Tensor,
+    s: float = 0.025,
+    alpha: float = 0.98,
+    delta: float = 2.0,
+    r: float = 0.5,
+    eps: float = 1e-6,
+    initial: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
+    """Per-channel energy normalisation (Wang et al. 2017) of non-negative filterbank
+    energies ``energy`` ``[..., T, F]`` (e.g. mel power).
+
+    A first-order low-pass ``M_t = (1 - s) M_{t-1} + s E_t`` tracks each channel's level
+    and ``PCEN_t = (E_t / (eps + M_t)^alpha + delta)^r - delta^r`` divides it out (automatic
+    gain control) before root compression. The smoother is causal, so a stream computed
+    frame by frame equals the offline result. ``initial`` (``[..., F]``) is ``M_{-1}``;
+    by default ``M_{-1} = E_0`` (the smoother starts at the first frame's level, as
+    librosa's does). Returns ``(pcen [..., T, F], M_{T-1} [..., F])``, the second to carry
+    the state into the next block of a stream.
+    """
+    if energy.dim() < 2:
+        raise ValueError(f"energy must have shape [..., T, F], got {tuple(energy.shape)}")
+    if not 0.0 < s <= 1.0:
+        raise _bad("s", "in (0, 1]", s)
+    if not 0.0 <= alpha <= 1.0:
+        raise _bad("alpha", "in [0, 1]", alpha)
+    if not delta >= 0.0:
+        raise _bad("delta", ">= 0", delta)
+    if not 0.0 < r <= 1.0:
+        raise _bad("r", "in (0, 1]", r)
+    if not eps > 0.0:
+        raise _bad("eps", "> 0", eps)
+    e = _as_float(energy)
+    t = e.shape[-2]
+    m_prev = e[..., 0, :] if initial is None else torch.as_tensor(initial, dtype=e.dtype, device=e.device)
+    if t == 0:
+        return e.clone(), m_prev.clone()
+    # The recursion in closed form over blocks of frames: within a block,
+    # M_t = a^(t+1) M_prev + s sum_{k<=t} a^(t-k) E_k (a = 1 - s), one matmul per block.
+    a = 1.0 - s
+    n = min(t, _PCEN_CHUNK)
+    idx = torch.arange(n, device=e.device, dtype=e.dtype)
+    lag = idx[:, None] - idx[None, :]
+    lower = torch.where(lag >= 0, s * torch.pow(torch.as_tensor(a, dtype=e.dtype), lag.clamp(min=0)),
+                        torch.zeros((), dtype=e.dtype, device=e.device))
+    carry = torch.pow(torch.as_tensor(a, dtype=e.dtype), idx + 1)[:, None]  # [n, 1]
+    blocks = []
+    for t0 in range(0, t, n):
+        blk = e[..., t0:t0 + n, :]
+        k = blk.shape[-2]
+        m = torch.matmul(lower[:k, :k], blk) + carry[:k] * m_prev.unsqueeze(-2)
+        blocks.append(m)
+        m_prev = m[..., -1, :]
+    smooth = torch.cat(blocks, dim=-2) if len(blocks) > 1 else blocks[0]
+    out = (e / (eps + smooth).pow(alpha) + delta).pow(r) - delta ** r
+    return out, m_prev
 
 
 # --------------------------------------------------------------------------- resampling

@@ -17,11 +17,15 @@ from torch import Tensor, nn
 from ..registry import Registry
 from . import functional as AF
 
-__all__ = ["FEATURES", "LogMel", "MFCC", "build_features", "feature_kwargs", "NORMALIZE_MODES"]
+__all__ = ["FEATURES", "LogMel", "MFCC", "build_features", "feature_kwargs", "NORMALIZE_MODES", "PCEN_DEFAULTS"]
 
 FEATURES: Registry = Registry("feature")
 
-NORMALIZE_MODES = ("utterance", "none")
+NORMALIZE_MODES = ("utterance", "pcen", "none")
+
+#: Parameters of ``normalize="pcen"`` (librosa's defaults): level tracker time constant in
+#: seconds, gain exponent, bias and root of the compression, floor of the level.
+PCEN_DEFAULTS = {"time_constant": 0.4, "alpha": 0.98, "delta": 2.0, "r": 0.5, "eps": 1e-6}
 
 
 def _is_int(v: Any) -> bool:
@@ -59,6 +63,7 @@ class _LogMelBase(nn.Module):
         mel_scale: str,
         mel_norm: Optional[str],
         eps: float,
+        pcen: Optional[Dict[str, float]] = None,
     ) -> None:
         super().__init__()
         if not _is_int(sample_rate) or sample_rate <= 0:
@@ -85,7 +90,7 @@ class _LogMelBase(nn.Module):
         if normalize is None or normalize is False:
             normalize = "none"
         if not isinstance(normalize, str) or normalize.lower() not in NORMALIZE_MODES:
-            raise _bad("normalize", "one of 'utterance', 'none'", normalize)
+            raise _bad("normalize", "one of 'utterance', 'pcen', 'none'", normalize)
         if not _is_int(deltas) or deltas not in (0, 1, 2):
             raise _bad("deltas", "0, 1 or 2", deltas)
         if not _is_int(delta_win) or delta_win < 3:
@@ -102,6 +107,18 @@ class _LogMelBase(nn.Module):
             raise _bad("mel_norm", "None or 'slaney'", mel_norm)
         if not _is_real(eps) or eps < 0:
             raise _bad("eps", ">= 0", eps)
+        pcen_opts = dict(PCEN_DEFAULTS)
+        if pcen is not None:
+            if not isinstance(pcen, dict):
+                raise _bad("pcen", "a dict with keys " + ", ".join(PCEN_DEFAULTS), pcen)
+            unknown = sorted(set(pcen) - set(PCEN_DEFAULTS))
+            if unknown:
+                raise _bad("pcen", "a dict with keys among " + ", ".join(PCEN_DEFAULTS),
+                           f"unknown key(s) {', '.join(unknown)}")
+            for k, v in pcen.items():
+                if not _is_real(v):
+                    raise _bad(f"pcen.{k}", "a number", v)
+            pcen_opts.update({k: float(v) for k, v in pcen.items()})
 
         win_length, hop_length, n_fft_ = AF.frame_params(sample_rate, win_ms, hop_ms, n_fft)
         self.sample_rate = int(sample_rate)
@@ -124,6 +141,12 @@ class _LogMelBase(nn.Module):
         self.mel_scale = mel_scale.lower()
         self.mel_norm = mel_norm
         self.eps = float(eps)
+        self.pcen = pcen_opts
+        # smoothing coefficient of the PCEN level tracker, from its time constant
+        self.pcen_s = AF.pcen_smoothing(pcen_opts["time_constant"], sample_rate / hop_length)
+        # validates the other PCEN parameters now rather than at the first forward
+        AF.pcen(torch.zeros(1, 1), s=self.pcen_s, alpha=pcen_opts["alpha"], delta=pcen_opts["delta"],
+                r=pcen_opts["r"], eps=pcen_opts["eps"])
 
         self._hi_cache: Dict[Any, Tensor] = {}
         self.register_buffer(
@@ -175,7 +198,16 @@ class _LogMelBase(nn.Module):
         spec = AF.stft_power(x, self.n_fft, self.hop_length, self.win_length, window=window,
                              center=self.center, pad_mode=self.pad_mode, power=self.power)
         mel = torch.matmul(spec.transpose(-1, -2), mel_fb)
+        if self.normalize == "pcen":
+            return self.compress_pcen(mel)[0]
         return torch.log(mel + self.log_offset)
+
+    def compress_pcen(self, mel: Tensor, initial: Optional[Tensor] = None):
+        """PCEN of mel energies ``[..., T, n_mels]`` with this module's parameters ->
+        (features, smoother state); see :func:`spikekws.features.functional.pcen`."""
+        p = self.pcen
+        return AF.pcen(mel, s=self.pcen_s, alpha=p["alpha"], delta=p["delta"], r=p["r"],
+                       eps=p["eps"], initial=initial)
 
     def _make_const(self, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
         if name == "window":
@@ -250,7 +282,12 @@ class _LogMelBase(nn.Module):
 @FEATURES.register("logmel")
 class LogMel(_LogMelBase):
     """Log mel spectrogram ``log(mel + log_offset)``, optionally with deltas and
-    per-utterance normalisation. Output ``[B, T, n_mels * (1 + deltas)]``."""
+    per-utterance normalisation. Output ``[B, T, n_mels * (1 + deltas)]``.
+
+    ``normalize``: ``"utterance"`` (mean/variance per channel over each clip), ``"none"``,
+    or ``"pcen"``: per-channel energy normalisation in place of the log (causal automatic
+    gain control, so it streams frame-exactly; parameters in ``pcen``, defaults
+    :data:`PCEN_DEFAULTS`)."""
 
     def __init__(
         self,
@@ -272,10 +309,11 @@ class LogMel(_LogMelBase):
         mel_scale: str = "htk",
         mel_norm: Optional[str] = None,
         eps: float = 1e-5,
+        pcen: Optional[Dict[str, float]] = None,
     ) -> None:
         super().__init__(sample_rate, n_mels, win_ms, hop_ms, n_fft, f_min, f_max, log_offset,
                          normalize, deltas, delta_win, window, center, pad_mode, power, mel_scale,
-                         mel_norm, eps)
+                         mel_norm, eps, pcen)
 
     @property
     def num_static_features(self) -> int:
@@ -288,7 +326,9 @@ class LogMel(_LogMelBase):
 @FEATURES.register("mfcc")
 class MFCC(_LogMelBase):
     """MFCCs (orthonormal DCT-II of the log mel spectrogram), optionally liftered, with
-    deltas and per-utterance normalisation. Output ``[B, T, n_mfcc * (1 + deltas)]``."""
+    deltas and per-utterance normalisation. Output ``[B, T, n_mfcc * (1 + deltas)]``.
+    With ``normalize="pcen"`` the DCT is taken of the PCEN mel spectrogram instead of the
+    log (see :class:`LogMel`)."""
 
     def __init__(
         self,
@@ -313,10 +353,11 @@ class MFCC(_LogMelBase):
         mel_scale: str = "htk",
         mel_norm: Optional[str] = None,
         eps: float = 1e-5,
+        pcen: Optional[Dict[str, float]] = None,
     ) -> None:
         super().__init__(sample_rate, n_mels, win_ms, hop_ms, n_fft, f_min, f_max, log_offset,
                          normalize, deltas, delta_win, window, center, pad_mode, power, mel_scale,
-                         mel_norm, eps)
+                         mel_norm, eps, pcen)
         if not _is_int(n_mfcc) or not 1 <= n_mfcc <= n_mels:
             raise _bad("n_mfcc", f"an integer in [1, n_mels={n_mels}]", n_mfcc)
         if dct_norm is not None and dct_norm != "ortho":

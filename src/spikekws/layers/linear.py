@@ -1,6 +1,7 @@
 """Fully connected spiking layers (time-first tensors ``[T, B, F]``)."""
 from __future__ import annotations
 
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -21,6 +22,59 @@ class _TimeNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, b, h = x.shape
         return self.norm(x.reshape(t * b, h)).reshape(t, b, h)
+
+
+def _fused(backend: str, x: torch.Tensor) -> bool:
+    if backend == "auto":
+        backend = NF.resolve_backend("linear", x.device.type)
+    return backend != "torch"
+
+
+def fold_norm(linear: nn.Linear, norm: nn.Module, dtype: Optional[torch.dtype] = None
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight ``[out, in]`` and bias ``[out]`` of ``norm(linear(x))`` with an eval-mode
+    batch norm folded in: ``W' = scale W``, ``b' = scale (b - running_mean) + beta``,
+    ``scale = gamma / sqrt(running_var + eps)``. Computed in ``dtype`` (default: the
+    weight's) and returned in the weight's dtype; differentiable in the parameters.
+    ``norm`` may also be ``none``/``nn.Identity``; a norm that depends on the input
+    (LayerNorm, or batch norm without running statistics) raises ValueError."""
+    out_dtype = linear.weight.dtype
+    dtype = dtype or out_dtype
+    w = linear.weight.to(dtype)
+    b = (linear.bias.to(dtype) if linear.bias is not None
+         else torch.zeros(w.shape[0], dtype=dtype, device=w.device))
+    inner = getattr(norm, "norm", norm)
+    if isinstance(inner, nn.BatchNorm1d):
+        if inner.running_mean is None or inner.running_var is None:
+            raise ValueError("BatchNorm without running statistics cannot be folded")
+        scale = torch.rsqrt(inner.running_var.to(dtype) + inner.eps)
+        if inner.weight is not None:
+            scale = scale * inner.weight.to(dtype)
+        w = w * scale[:, None]
+        b = (b - inner.running_mean.to(dtype)) * scale
+        if inner.bias is not None:
+            b = b + inner.bias.to(dtype)
+    elif not isinstance(inner, nn.Identity):
+        raise ValueError(f"normalization {type(inner).__name__} cannot be folded into the "
+                         "weights (it depends on the input); train with "
+                         "model.normalization=batchnorm or none to export")
+    return w.to(out_dtype), b.to(out_dtype)
+
+
+def project(linear: nn.Linear, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(linear(x))`` for x ``[T, B, in]``.
+
+    In eval mode, on a fused backend, batch norm with running statistics is an affine map
+    per output; it is folded into the weights (:func:`fold_norm`) so that inference runs
+    one product and no normalisation pass. The result equals the unfolded one to
+    rounding. The torch backend (the reference) always normalises separately.
+    """
+    bn = norm.norm if isinstance(norm, _TimeNorm) else None
+    if (not isinstance(bn, nn.BatchNorm1d) or bn.training or bn.running_mean is None
+            or bn.running_var is None or not _fused(getattr(linear, "backend", "torch"), x)):
+        return norm(linear(x))
+    w, b = fold_norm(linear, norm)
+    return NF.linear(x, w, b, backend=linear.backend)
 
 
 def build_norm(kind: str, size: int) -> nn.Module:
@@ -101,7 +155,7 @@ class SpikingLinear(nn.Module):
         """Like :meth:`forward` without dropout: the emitted spikes (for firing rates)."""
         if self.bidirectional:
             x = torch.cat([x, x.flip(0)], dim=1)
-        s, state = self.neuron(self.norm(self.linear(x)), state)
+        s, state = self.neuron(project(self.linear, self.norm, x), state)
         if self.bidirectional:
             fwd, bwd = s.chunk(2, dim=1)
             s = torch.cat([fwd, bwd.flip(0)], dim=2)
@@ -116,9 +170,10 @@ class SpikingLinear(nn.Module):
         """One time step for streaming (unidirectional only). x_t: [B, in]."""
         if self.bidirectional:
             raise ValueError("a bidirectional layer needs the whole sequence; it cannot stream")
-        z = self.linear(x_t)
         if isinstance(self.norm, _TimeNorm):
-            z = self.norm(z.unsqueeze(0)).squeeze(0)
+            z = project(self.linear, self.norm, x_t.unsqueeze(0)).squeeze(0)
+        else:
+            z = self.norm(self.linear(x_t))
         return self.neuron.step(z, state)
 
 
@@ -140,7 +195,7 @@ class LIReadout(nn.Module):
 
     def membrane(self, x: torch.Tensor, state=None):
         """x: [T, B, in] -> (v [T, B, C], state)."""
-        return self.li(self.norm(self.linear(x)), state)
+        return self.li(project(self.linear, self.norm, x), state)
 
     def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
         v, _ = self.membrane(x, state)

@@ -20,6 +20,10 @@ on it, as in training; ``lookahead = 0`` is purely causal (onsets are then norma
 with the preceding background only). At the end of a stream exactly one clip long, the
 held-back frames leave with the whole clip's statistics, i.e. equal the offline ones.
 Deltas need future frames and are not supported online.
+
+**PCEN** (``normalize="pcen"``) is causal: its level tracker is carried from frame to frame
+(starting, as offline, at the first frame's level), so the online frames equal the offline
+ones with no look-ahead.
 """
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ class OnlineFrontend:
         self._pending = torch.zeros(0)  # raw samples before the left pad can be built
         self._history: list = []  # last `window` static frames for the sliding normalisation
         self._sum = self._sumsq = None
+        self._pcen_state = None  # PCEN level tracker M_{t-1} [F]
         self._waiting: list = []  # static frames held back for the look-ahead
         self.frames_emitted = 0
         self._energies: list = []  # energies of frames not yet emitted
@@ -86,8 +91,11 @@ class OnlineFrontend:
         frames = segment.unfold(0, self.n_fft, self.hop) * self._window  # [n, n_fft]
         mag = torch.fft.rfft(frames).abs()  # the STFT of the offline transform, frame by frame
         spec = mag.square() if fe.power == 2.0 else mag.pow(fe.power)
-        lm = torch.log(torch.matmul(spec, fe.mel_fb) + fe.log_offset)
+        mel = torch.matmul(spec, fe.mel_fb)
+        lm = torch.log(mel + fe.log_offset)
         self._energy = torch.logsumexp(lm, -1) - math.log(lm.shape[-1])  # log mean mel power
+        if fe.normalize == "pcen":
+            lm, self._pcen_state = fe.compress_pcen(mel, self._pcen_state)
         if hasattr(fe, "dct"):
             return torch.matmul(lm, fe.dct)
         return lm

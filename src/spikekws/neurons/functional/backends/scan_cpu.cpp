@@ -698,9 +698,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
 // Below kLinearDensity non-zero inputs, y[r] is the sum of the rows of W^T picked by the
 // non-zero x[r, j] (scaled by them, so dropout-scaled spikes work too) and dW^T[j] the sum of
 // x[r, j] dy[r] over the same entries; above it, GEMMs. Any real x gives the product.
+// With fewer than kEventMinOutputs outputs (e.g. a readout to a few classes) finding the
+// non-zero inputs costs more than the GEMM it saves, so those layers always use GEMMs.
 // ------------------------------------------------------------------------------------
 
 constexpr double kLinearDensity = 0.25;
+constexpr int64_t kEventMinOutputs = 64;
 
 template <typename T>
 inline void event_rows(int64_t r0, int64_t r1, int64_t K, int64_t O, const T* x, const T* wt,
@@ -795,7 +798,7 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
                     bias->scalar_type() == x.scalar_type(),
                 "spikekws_scan: linear bias must be [O] of x's dtype");
   }
-  if (!events_sparse(x)) {
+  if (weight.size(0) < kEventMinOutputs || !events_sparse(x)) {
     return {has_bias ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t()), false};
   }
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
