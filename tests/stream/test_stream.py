@@ -100,6 +100,23 @@ def test_detector_segments_threshold_refractory():
         Detector(labels, threshold=0.0)
 
 
+@pytest.mark.parametrize("quantile", [0.0, 0.1])
+def test_noise_floor_quantile_ignores_a_few_very_quiet_frames(quantile):
+    """Background at level 0 with a short dip to -6 (quieter than the room) between two
+    words: with the minimum as floor the background after the dip counts as active (it is
+    6 above the floor, margin 2.3), so the segment of the first word never closes; the
+    10 % quantile keeps the floor at the background and the two words apart."""
+    det = Detector(["a", "b"], frame_s=0.01, threshold=0.1, hangover_s=0.05, refractory_s=0.0,
+                   floor_quantile=quantile, min_segment_s=0.0)
+    energy = [0.0] * 100 + [8.0] * 30 + [-6.0] * 5 + [0.0] * 60 + [8.0] * 30 + [0.0] * 60
+    post = torch.tensor([0.9, 0.1]).repeat(len(energy), 1)
+    out = det.run(post, torch.tensor(energy))
+    assert [d.time_s for d in out] == ([] if quantile == 0 else [1.36, 2.31])
+    assert det.noise_floor() == (min(energy[-300:]) if quantile == 0 else 0.0)
+    with pytest.raises(ValueError, match="floor_quantile"):
+        Detector(["a"], floor_quantile=1.0)
+
+
 def test_stream_detects_words_and_times(tone_run):
     assert tone_run.train_accuracy == 1.0
     words = ["low", "high", "mid", "mid", "low", "high", "low"]

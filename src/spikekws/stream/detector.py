@@ -5,8 +5,11 @@ Per frame (``frame_s`` seconds) it receives the class posterior ``p_t = softmax(
 
 1. **Gate.** The models are trained on word clips, not on silence, so their posteriors
    in silence are meaningless. A frame is *active* when ``e_t`` exceeds the noise floor
-   (minimum of ``e`` over the last ``floor_s`` seconds) by ``margin`` (natural-log units
-   of power; 2.3 = 10 dB); activity is held ``hangover_s`` after the last such frame,
+   (the ``floor_quantile`` quantile of ``e`` over the last ``floor_s`` seconds; 0 is the
+   minimum) by ``margin`` (natural-log units of power; 2.3 = 10 dB). A low quantile rather
+   than the minimum keeps a few unusually quiet frames (a pause recorded quieter than the
+   room, digital near-silence) from lowering the floor and holding the gate open on the
+   ordinary background for the next ``floor_s`` seconds. Activity is held ``hangover_s`` after the last such frame,
    so the segment also covers the frames after the word where the readout membrane still
    integrates it (the offline rule averages those too). A run of active frames is a
    *segment*.
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, List, NamedTuple, Optional, Sequence
 
+import numpy as np
 import torch
 
 
@@ -36,7 +40,7 @@ class Detector:
     def __init__(self, labels: Sequence[str], frame_s: float = 0.01, threshold: float = 0.3,
                  smooth_s: float = 1.0, refractory_s: float = 0.5, margin: float = 2.3,
                  floor_s: float = 3.0, hangover_s: float = 0.4, min_segment_s: float = 0.1,
-                 max_segment_s: float = 2.0) -> None:
+                 max_segment_s: float = 2.0, floor_quantile: float = 0.1) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         for name, v in (("frame_s", frame_s), ("smooth_s", smooth_s), ("floor_s", floor_s),
@@ -47,6 +51,9 @@ class Detector:
                         ("min_segment_s", min_segment_s)):
             if v < 0:
                 raise ValueError(f"{name} must be >= 0 (seconds), got {v}")
+        if not 0.0 <= floor_quantile < 1.0:
+            raise ValueError(f"floor_quantile must be in [0, 1), got {floor_quantile}")
+        self.floor_quantile = float(floor_quantile)
         self.labels = list(labels)
         self.keyword = torch.tensor([not str(w).startswith("_") for w in self.labels])
         self.frame_s = float(frame_s)
@@ -89,11 +96,19 @@ class Detector:
             return Detection(self.labels[int(idx)], round(self.t * self.frame_s, 6), float(score))
         return None
 
+    def noise_floor(self) -> float:
+        """The ``floor_quantile`` quantile of the energies of the last ``floor_s`` seconds."""
+        if self.floor_quantile == 0.0:
+            return min(self._energy)
+        e = np.fromiter(self._energy, dtype=np.float64, count=len(self._energy))
+        k = int(self.floor_quantile * (e.size - 1))  # lower order statistic, no interpolation
+        return float(np.partition(e, k)[k])
+
     def observe(self, energy: float) -> bool:
         """Gate one frame (step 1); True when it opens a new segment (speech onset)."""
         self.t += 1
         self._energy.append(float(energy))
-        if float(energy) > min(self._energy) + self.margin:
+        if float(energy) > self.noise_floor() + self.margin:
             opening = self._hold == 0 and self._seg_len == 0
             self._hold = self.hangover + 1
             return opening
