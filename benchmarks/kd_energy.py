@@ -16,6 +16,8 @@ writes JSON. Usage::
 
     spikekws synth --out data/synth_kd --lang en --speakers 120 \\
         --words yes,no,up,down,left,right,on,off,stop,go
+    spikekws synth --out data/synth_kd_eval --lang en --speakers 100 --seed 1 \\
+        --words yes,no,up,down,left,right,on,off,stop,go   # 1000 clips of unseen speakers
     python benchmarks/kd_energy.py [--datasets synth,fsdd] [--synth-root data/synth_kd]
         [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--seeds 0,1] [--runs runs/kd_energy]
         [--out benchmarks/results/kd_energy.json]
@@ -73,7 +75,20 @@ def _distill(path: Path, teacher: Path, curriculum, epochs: int, alpha: float, i
     return time.time() - t0
 
 
-def _row(label: str, path: Path, train_s: float) -> Dict[str, Any]:
+def _unseen_accuracy(path: Path, root: str) -> Dict[str, Any]:
+    """Accuracy over every clip (all three splits) of another data set with the same labels,
+    e.g. synthetic speakers drawn with another seed: none of them was seen in training."""
+    from spikekws.train.runner import evaluate_run
+
+    correct = total = 0
+    for split in ("train", "valid", "test"):
+        rep = evaluate_run(path, split=split, root=root, device="cpu", write=False)
+        correct += round(rep["accuracy"] * rep["num_samples"])
+        total += rep["num_samples"]
+    return {"unseen_acc": correct / total, "unseen_clips": total}
+
+
+def _row(label: str, path: Path, train_s: float, unseen_root: str = "") -> Dict[str, Any]:
     from spikekws.train.runner import evaluate_run
 
     rep = evaluate_run(path, split="test", device="cpu")
@@ -85,11 +100,12 @@ def _row(label: str, path: Path, train_s: float) -> Dict[str, Any]:
                                   rep["energy"]["timesteps"] or "stage" not in h),
             "firing_rates": rep["firing_rates"], "macs": e["macs"], "acs": e["acs"],
             "energy_nj_fp32": e["energy_pj_fp32"] / 1e3, "energy_nj_int8": e["energy_pj_int8"] / 1e3,
-            "dense_energy_nj_fp32": e["dense_energy_pj_fp32"] / 1e3, "train_s": round(train_s, 1)}
+            "dense_energy_nj_fp32": e["dense_energy_pj_fp32"] / 1e3, "train_s": round(train_s, 1),
+            **(_unseen_accuracy(path, unseen_root) if unseen_root else {})}
 
 
 def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, alpha: float = 0.9,
-                init: str = "teacher") -> Dict[str, Any]:
+                init: str = "teacher", unseen_root: str = "") -> Dict[str, Any]:
     base = [*_data_overrides(name, root), f"features.timesteps={TEACHER_T}", f"train.epochs={epochs}",
             f"train.seed={seed}", "train.threads=1", "train.device=cpu", "train.progress=false"]
     d = runs / name / f"seed{seed}"
@@ -101,13 +117,13 @@ def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, al
     tag = f"init-{init}_alpha{alpha:g}"
     t_kd = _distill(d / f"kd_curriculum_T40_{tag}", d / "spikescr_T100", CURRICULUM, epochs, alpha, init)
     t_kd1 = _distill(d / f"kd_direct_T40_{tag}", d / "spikescr_T100", None, epochs, alpha, init)
-    rows = [_row("RadLIF 2x124 (T=100)", d / "radlif_T100", t_rad),
-            _row("spikescr 64x2 (T=100, teacher)", d / "spikescr_T100", t_scr),
-            _row("spikescr T=40, no KD", d / "spikescr_T40_noKD", t_40),
-            _row("KD 100->70->40 (curriculum)", d / f"kd_curriculum_T40_{tag}", t_kd),
-            _row("KD 100->40 (no curriculum)", d / f"kd_direct_T40_{tag}", t_kd1)]
+    rows = [_row("RadLIF 2x124 (T=100)", d / "radlif_T100", t_rad, unseen_root),
+            _row("spikescr 64x2 (T=100, teacher)", d / "spikescr_T100", t_scr, unseen_root),
+            _row("spikescr T=40, no KD", d / "spikescr_T40_noKD", t_40, unseen_root),
+            _row("KD 100->70->40 (curriculum)", d / f"kd_curriculum_T40_{tag}", t_kd, unseen_root),
+            _row("KD 100->40 (no curriculum)", d / f"kd_direct_T40_{tag}", t_kd1, unseen_root)]
     return {"dataset": name, "root": root, "epochs": epochs, "seed": seed, "kd_alpha": alpha,
-            "kd_init": init, "rows": rows,
+            "kd_init": init, "unseen_root": unseen_root or None, "rows": rows,
             "targets": _targets(rows)}
 
 
@@ -121,6 +137,10 @@ def _targets(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         "kd_acc_drop_pp": drop,
         "kd_acc_drop_within_1pp": drop <= 1.0,
         "kd_energy_ratio_fp32": student["energy_nj_fp32"] / teacher["energy_nj_fp32"],
+        **({"hybrid_beats_radlif_unseen": teacher["unseen_acc"] > rad["unseen_acc"],
+            "kd_acc_drop_pp_unseen": 100 * (teacher["unseen_acc"] - student["unseen_acc"]),
+            "kd_acc_drop_within_1pp_unseen": 100 * (teacher["unseen_acc"] - student["unseen_acc"]) <= 1.0}
+           if "unseen_acc" in teacher else {}),
     }
 
 
@@ -133,8 +153,13 @@ def mean_over_seeds(per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
         group = [res["rows"][i] for res in per_seed]
         row = dict(first, dir=None, seeds=len(group))
         for k in ("test_acc", "best_valid_acc", "macs", "acs", "energy_nj_fp32", "energy_nj_int8",
-                  "train_s"):
-            row[k] = statistics.fmean(r[k] for r in group)
+                  "train_s", "unseen_acc"):
+            if all(k in r for r in group):
+                row[k] = statistics.fmean(r[k] for r in group)
+            else:
+                row.pop(k, None)
+        if "unseen_acc" in row:
+            row["unseen_acc_std"] = statistics.pstdev(r["unseen_acc"] for r in group)
         row["test_acc_std"] = statistics.pstdev(r["test_acc"] for r in group)
         row["firing_rates"] = [statistics.fmean(r["firing_rates"][j] for r in group)
                                for j in range(len(first["firing_rates"]))]
@@ -147,12 +172,14 @@ def mean_over_seeds(per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def table(res: Dict[str, Any]) -> str:
     lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, seed {res['seed']}, test split)", "",
-             "| run | T | params | test acc | rates | MACs | ACs | fp32 nJ | int8 nJ | dense fp32 nJ |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | T | params | test acc | unseen-speaker acc | rates | MACs | ACs | fp32 nJ | int8 nJ | dense fp32 nJ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         rates = "/".join(f"{x:.3f}" for x in r["firing_rates"])
         acc = f"{r['test_acc']:.4f}" + (f" ± {r['test_acc_std']:.4f}" if "test_acc_std" in r else "")
-        lines.append(f"| {r['run']} | {r['timesteps']} | {r['params']} | {acc} | {rates} | "
+        unseen = (f"{r['unseen_acc']:.4f}" + (f" ± {r['unseen_acc_std']:.4f}" if "unseen_acc_std" in r else "")
+                  if "unseen_acc" in r else "-")
+        lines.append(f"| {r['run']} | {r['timesteps']} | {r['params']} | {acc} | {unseen} | {rates} | "
                      f"{r['macs']:.3g} | {r['acs']:.3g} | {r['energy_nj_fp32']:.1f} | "
                      f"{r['energy_nj_int8']:.2f} | {r['dense_energy_nj_fp32']:.1f} |")
     t = res["targets"]
@@ -160,6 +187,10 @@ def table(res: Dict[str, Any]) -> str:
               f"{t['param_ratio_hybrid_over_radlif']:.3f}); KD cuts time steps by "
               f"{t['timestep_cut']:.0%} with {t['kd_acc_drop_pp']:+.2f} pp accuracy drop "
               f"(within 1 pp: {t['kd_acc_drop_within_1pp']}); energy x{t['kd_energy_ratio_fp32']:.3f}"]
+    if "kd_acc_drop_pp_unseen" in t:
+        lines.append(f"on the unseen-speaker set: hybrid beats RadLIF: {t['hybrid_beats_radlif_unseen']}; "
+                     f"KD accuracy drop {t['kd_acc_drop_pp_unseen']:+.2f} pp "
+                     f"(within 1 pp: {t['kd_acc_drop_within_1pp_unseen']})")
     return "\n".join(lines)
 
 
@@ -167,6 +198,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="synth,fsdd")
     p.add_argument("--synth-root", default="data/synth_kd")
+    p.add_argument("--synth-unseen-root", default="data/synth_kd_eval",
+                   help="a second synthetic set with the same words and other speakers (another "
+                        "seed); every run is also scored on all its clips, when it exists")
     p.add_argument("--fsdd-root", default=str((REPO / ".." / "shared" / "data" / "fsdd").resolve()))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
@@ -189,7 +223,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"unknown dataset {name!r}; choose synth and/or fsdd")
         root = args.synth_root if name == "synth" else args.fsdd_root
         for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
-            res = run_dataset(name, root, Path(args.runs), args.epochs, seed, args.kd_alpha, args.kd_init)
+            unseen = args.synth_unseen_root if name == "synth" and Path(args.synth_unseen_root).is_dir() else ""
+            res = run_dataset(name, root, Path(args.runs), args.epochs, seed, args.kd_alpha, args.kd_init,
+                              unseen)
             print(table(res), flush=True)
             results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
             entry = results.get(name, {})
