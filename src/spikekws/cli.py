@@ -265,7 +265,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
                              "pip install sounddevice") from None
     kws = KeywordStreamer.from_run(args.run, args.checkpoint, threshold=args.threshold,
                                    refractory_s=args.refractory, hangover_s=args.hangover,
-                                   preroll=args.preroll)
+                                   preroll=args.preroll, floor_quantile=args.floor_quantile)
     if args.mic:
         print("listening (Ctrl-C to stop)")
         stream_microphone(kws, lambda d: print(f"{d.time_s:8.2f} s  {d.word}  (score {d.score:.2f})",
@@ -455,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preroll", type=int, default=30,
                     help="background frames replayed after the state reset at a speech onset "
                          "(default: 30)")
+    st.add_argument("--floor-quantile", type=float, default=0.1,
+                    help="quantile of the last 3 s of frame energies taken as the noise floor "
+                         "of the voice-activity gate (0: the minimum; default: 0.1)")
     st.add_argument("--checkpoint", default="best", choices=("best", "last"))
     st.set_defaults(func=cmd_stream)
     return p

@@ -120,6 +120,9 @@ def test_stream_file(tone_run, tmp_path):
     user_error(run("stream", tone_run.path), "FILE or --mic")
     sf.write(str(tmp_path / "8k.wav"), signal[:8000], 8000)
     user_error(run("stream", tone_run.path, tmp_path / "8k.wav"), "8000")
+    user_error(run("stream", tone_run.path, wav, "--floor-quantile", "1.5"), "floor_quantile")
+    rc, out, err = run("stream", tone_run.path, wav, "--floor-quantile", "0")  # the minimum
+    assert rc == 0 and [ln.split()[2] for ln in out.strip().splitlines()[:-1]] == ["high", "low", "mid"]
 
 
 def test_stream_mic_without_sounddevice(tone_run, monkeypatch):
