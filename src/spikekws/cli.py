@@ -455,9 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preroll", type=int, default=30,
                     help="background frames replayed after the state reset at a speech onset "
                          "(default: 30)")
-    st.add_argument("--floor-quantile", type=float, default=0.1,
+    st.add_argument("--floor-quantile", type=float, default=0.0,
                     help="quantile of the last 3 s of frame energies taken as the noise floor "
-                         "of the voice-activity gate (0: the minimum; default: 0.1)")
+                         "of the voice-activity gate (default 0: the minimum; 0.1 ignores a few "
+                         "unusually quiet frames, e.g. in streams that join recordings)")
     st.add_argument("--checkpoint", default="best", choices=("best", "last"))
     st.set_defaults(func=cmd_stream)
     return p

@@ -121,7 +121,7 @@ def test_stream_file(tone_run, tmp_path):
     sf.write(str(tmp_path / "8k.wav"), signal[:8000], 8000)
     user_error(run("stream", tone_run.path, tmp_path / "8k.wav"), "8000")
     user_error(run("stream", tone_run.path, wav, "--floor-quantile", "1.5"), "floor_quantile")
-    rc, out, err = run("stream", tone_run.path, wav, "--floor-quantile", "0")  # the minimum
+    rc, out, err = run("stream", tone_run.path, wav, "--floor-quantile", "0.1")
     assert rc == 0 and [ln.split()[2] for ln in out.strip().splitlines()[:-1]] == ["high", "low", "mid"]
 
 

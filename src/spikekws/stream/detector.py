@@ -6,10 +6,13 @@ Per frame (``frame_s`` seconds) it receives the class posterior ``p_t = softmax(
 1. **Gate.** The models are trained on word clips, not on silence, so their posteriors
    in silence are meaningless. A frame is *active* when ``e_t`` exceeds the noise floor
    (the ``floor_quantile`` quantile of ``e`` over the last ``floor_s`` seconds; 0 is the
-   minimum) by ``margin`` (natural-log units of power; 2.3 = 10 dB). A low quantile rather
-   than the minimum keeps a few unusually quiet frames (a pause recorded quieter than the
-   room, digital near-silence) from lowering the floor and holding the gate open on the
-   ordinary background for the next ``floor_s`` seconds. Activity is held ``hangover_s`` after the last such frame,
+   minimum, the default) by ``margin`` (natural-log units of power; 2.3 = 10 dB). A low
+   quantile rather than the minimum keeps a few unusually quiet frames (a pause recorded
+   quieter than the room, digital near-silence) from lowering the floor and holding the
+   gate open on the ordinary background for the next ``floor_s`` seconds; but it also
+   raises the floor by part of the background's frame-to-frame spread, so a background
+   only just above the margin may then flicker in and out of a segment. Streams that mix
+   recordings of different levels do better with 0.1, steady backgrounds with 0. Activity is held ``hangover_s`` after the last such frame,
    so the segment also covers the frames after the word where the readout membrane still
    integrates it (the offline rule averages those too). A run of active frames is a
    *segment*.
@@ -40,7 +43,7 @@ class Detector:
     def __init__(self, labels: Sequence[str], frame_s: float = 0.01, threshold: float = 0.3,
                  smooth_s: float = 1.0, refractory_s: float = 0.5, margin: float = 2.3,
                  floor_s: float = 3.0, hangover_s: float = 0.4, min_segment_s: float = 0.1,
-                 max_segment_s: float = 2.0, floor_quantile: float = 0.1) -> None:
+                 max_segment_s: float = 2.0, floor_quantile: float = 0.0) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         for name, v in (("frame_s", frame_s), ("smooth_s", smooth_s), ("floor_s", floor_s),
