@@ -143,6 +143,51 @@ def test_recurrent_sparse_and_dense_spikes(kind, drive):
         _compare(kind, "atan", T=20, B=4, H=37, recurrent=True, drive=drive, dtype=dtype, seed=3)
 
 
+@pytest.mark.parametrize("spread", [0.1, 16.0], ids=["narrow", "wide"])
+@pytest.mark.parametrize("surrogate", ["boxcar", "triangle"])
+@pytest.mark.parametrize("kind", ["lif", "adlif"])
+def test_recurrent_gradient_on_the_surrogate_support(kind, surrogate, spread):
+    """Surrogates with compact support: the backward computes d/ds_{t-1} = gI_t V only where
+    the surrogate derivative at v_{t-1} is non-zero while those entries are few (below 30 %
+    of a block), else with one GEMM. Inputs far from threshold (wide spread) put few
+    membranes inside the support (the masked path), near it (narrow) most (the GEMM)."""
+    surr = get_surrogate(surrogate)
+    for dtype in (torch.float32, torch.float64):
+        leaves = _case(kind, T=30, B=6, H=70, recurrent=True, dtype=dtype, seed=4)
+        with torch.no_grad():  # membranes settle around the input: 1 + spread * noise
+            leaves["x"].sub_(leaves["x"].mean()).mul_(spread / leaves["x"].std()).add_(1.0)
+        ref = {k: v.detach().clone().requires_grad_(True) for k, v in leaves.items()}
+        s_ref, st_ref = _run(kind, ref, "torch", surr)
+        s_cpp, st_cpp = _run(kind, leaves, "cpp", surr)
+        assert torch.equal(s_cpp, s_ref)
+        # the membrane trace the backward masks with: fraction of entries inside the support
+        v = _membranes(kind, ref, surr)
+        inside = (surr.derivative(v - 1.0) != 0).to(torch.float64).mean().item()
+        assert (inside < 0.2) if spread > 1 else (inside > 0.35), inside
+        g_ref = _grads(_loss(s_ref, st_ref), ref)
+        g_cpp = _grads(_loss(s_cpp, st_cpp), leaves)
+        for name, a, b in zip(ref, g_cpp, g_ref):
+            _close(a, b, dtype, f"grad {name} ({dtype})")
+
+
+def _membranes(kind, leaves, surr):
+    """Membrane trace [T, B, H] of the reference step function."""
+    p = {k: v.detach() for k, v in leaves.items()}
+    out = []
+    if kind == "lif":
+        state = NF.LIFState(p["v0"], p["s0"])
+        for x_t in p["x"]:
+            _, state = NF.lif_step(x_t, state, p["alpha"], surr, 1.0, p["recurrent_weight"])
+            out.append(state.v)
+    else:
+        state = NF.AdLIFState(p["v0"], p["w0"], p["s0"])
+        for x_t in p["x"]:
+            _, state = NF.adlif_step(x_t, state, p["alpha"], p["beta"], p["a"], p["b"], surr, 1.0,
+                                     p["recurrent_weight"])
+            out.append(state.v)
+    return torch.stack(out)
+
+
 @needs_ext
 @pytest.mark.parametrize("kind", ["lif", "adlif"])
 def test_recurrent_blocks_on_two_threads_under_inference_mode(kind):

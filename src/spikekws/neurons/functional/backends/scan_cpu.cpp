@@ -165,6 +165,97 @@ SPIKEKWS_CLONES void sparse_product(int64_t r0, int64_t r1, int64_t H, const dou
   sparse_product_rows<double>(r0, r1, H, s, vt, out);
 }
 
+// Backward through the recurrence, d/ds_{t-1} += gI_t V, restricted to the columns that are
+// used. d/ds_{t-1}[j] only enters the gradient multiplied by the surrogate derivative at
+// v_{t-1}[j]; for surrogates with compact support (boxcar, triangle) that is zero for most
+// neurons, so the dense product computes mostly unused entries. Below kMaskedDensity
+// (per block of rows) only the used entries are computed, each as a dot product of the row
+// of gI_t with a row of V^T; above it, one GEMM on the block. Unused entries then miss the
+// recurrent term, which is multiplied by zero: the gradients are those of the dense
+// product (up to summation order), except that a non-finite gI_t no longer reaches them.
+constexpr double kMaskedDensity = 0.3;
+
+template <typename T>
+struct Lanes {
+  typedef T type __attribute__((vector_size(32)));
+};
+
+template <typename T>
+inline T dot_product(const T* a, const T* b, int64_t n) {
+  typedef typename Lanes<T>::type V;
+  constexpr int64_t L = 32 / sizeof(T);
+  V s0{}, s1{}, s2{}, s3{};
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    V a0, a1, a2, a3, b0, b1, b2, b3;
+    std::memcpy(&a0, a + i, sizeof(V));
+    std::memcpy(&a1, a + i + L, sizeof(V));
+    std::memcpy(&a2, a + i + 2 * L, sizeof(V));
+    std::memcpy(&a3, a + i + 3 * L, sizeof(V));
+    std::memcpy(&b0, b + i, sizeof(V));
+    std::memcpy(&b1, b + i + L, sizeof(V));
+    std::memcpy(&b2, b + i + 2 * L, sizeof(V));
+    std::memcpy(&b3, b + i + 3 * L, sizeof(V));
+    s0 += a0 * b0;
+    s1 += a1 * b1;
+    s2 += a2 * b2;
+    s3 += a3 * b3;
+  }
+  const V sv = (s0 + s1) + (s2 + s3);
+  T acc = T(0);
+  for (int64_t l = 0; l < L; ++l) acc += sv[l];
+  for (; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+template <typename T>
+inline void masked_dots(int64_t n, const int64_t* cols, const T* g, const T* vt, int64_t H,
+                        T* out) {
+  for (int64_t k = 0; k < n; ++k) out[cols[k]] += dot_product(g, vt + cols[k] * H, H);
+}
+
+SPIKEKWS_CLONES void masked_dot(int64_t n, const int64_t* cols, const float* g, const float* vt,
+                                int64_t H, float* out) {
+  masked_dots<float>(n, cols, g, vt, H, out);
+}
+
+SPIKEKWS_CLONES void masked_dot(int64_t n, const int64_t* cols, const double* g,
+                                const double* vt, int64_t H, double* out) {
+  masked_dots<double>(n, cols, g, vt, H, out);
+}
+
+// cs[r] += gI_t[r] V on the columns where the surrogate derivative at v_prev is non-zero,
+// rows [r0, r1); returns false (nothing done) when those are too many for it to pay.
+// g, vprev and cs point at row 0 of their [M, H] step; vt is V^T. cols: (r1 - r0) * H scratch.
+template <int64_t S, typename T>
+inline bool masked_recurrent_grad(int64_t r0, int64_t r1, int64_t H, const T* g, const T* vt,
+                                  const T* vprev, T* cs, T th, T p1, T p2,
+                                  std::vector<int64_t>& cols) {
+  if constexpr (S != kBoxcar && S != kTriangle) {
+    return false;
+  } else {
+    const int64_t limit = static_cast<int64_t>(kMaskedDensity * static_cast<double>((r1 - r0) * H));
+    cols.resize(static_cast<size_t>((r1 - r0) * H));
+    std::vector<int64_t> counts(static_cast<size_t>(r1 - r0));
+    int64_t total = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t* c = cols.data() + (r - r0) * H;
+      const T* v = vprev + r * H;
+      int64_t n = 0;
+      for (int64_t j = 0; j < H; ++j) {
+        if (surrogate_grad<S, T>(v[j] - th, p1, p2) != T(0)) c[n++] = j;
+      }
+      counts[r - r0] = n;
+      total += n;
+      if (total > limit) return false;
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      masked_dot(counts[r - r0], cols.data() + (r - r0) * H, g + r * H, vt, H, cs + r * H);
+    }
+    return true;
+  }
+}
+
 template <typename T>
 struct Recurrence {
   Tensor weight;  // V [H, H], detached: GEMMs run on worker threads, where grad mode is on
@@ -431,13 +522,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
         });
       } else {
         // Samples are independent: each task runs the whole time loop on its rows, with
-        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block.
+        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block, or
+        // on the used entries only (masked_recurrent_grad).
         const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
+        const Tensor vt = weight->detach().t().contiguous();  // row j = V[:, j]
+        const T* vtw = vt.data_ptr<T>();
+        T* csw = cs.data_ptr<T>();
+        const T* gxw = gx.data_ptr<T>();
         at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
           at::ThreadLocalStateGuard tls_guard(tls);
           Tensor cs_block = cs.narrow(0, r0, r1 - r0);
+          std::vector<int64_t> cols;
           for (int64_t t = nT - 1; t >= 0; --t) {
             step(t, r0, r1);
+            // at t = 0 the product is grad s0, needed in full
+            if (t > 0 && masked_recurrent_grad<S, T>(r0, r1, H, gxw + t * MH, vtw,
+                                                     vtp + (t - 1) * MH, csw, th, q1, q2, cols)) {
+              continue;
+            }
             cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), weight->detach());
           }
         });
@@ -671,13 +773,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
         });
       } else {
         // Samples are independent: each task runs the whole time loop on its rows, with
-        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block.
+        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block, or
+        // on the used entries only (masked_recurrent_grad).
         const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
+        const Tensor vt = weight->detach().t().contiguous();  // row j = V[:, j]
+        const T* vtw = vt.data_ptr<T>();
+        T* csw = cs.data_ptr<T>();
+        const T* gxw = gx.data_ptr<T>();
         at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
           at::ThreadLocalStateGuard tls_guard(tls);
           Tensor cs_block = cs.narrow(0, r0, r1 - r0);
+          std::vector<int64_t> cols;
           for (int64_t t = nT - 1; t >= 0; --t) {
             step(t, r0, r1);
+            // at t = 0 the product is grad s0, needed in full
+            if (t > 0 && masked_recurrent_grad<S, T>(r0, r1, H, gxw + t * MH, vtw,
+                                                     vtp + (t - 1) * MH, csw, th, q1, q2, cols)) {
+              continue;
+            }
             cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), weight->detach());
           }
         });
