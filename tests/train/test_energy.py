@@ -143,3 +143,22 @@ def test_bad_input():
         energy_report(TinySNN(), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="batch_size"):
         energy_report(TinySNN(), torch.zeros(1, 4, 2), batch_size=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_snn_in_eval_mode_counts_every_layer_on_every_backend(backend):
+    """The fused path folds batch norm into the weights in eval mode; while the counter's
+    hooks are on, every layer must still be seen: the first layer's MACs on the real-valued
+    features are T * in * hidden per sample whatever the backend."""
+    torch.manual_seed(0)
+    model = build_model("snn", 6, 3, neuron="radlif", hidden_sizes=[64, 64], backend=backend)
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = backend
+    model.eval()
+    x = torch.randn(2, 9, 6)
+    rep = energy_report(model, x)
+    rows = {r["name"]: r for r in rep["layers"]}
+    assert rows["layers.0.linear"]["macs"] == 9 * 6 * 64
+    assert rows["layers.1.linear"]["spiking_input"] and rows["readout.linear"]["spiking_input"]
+    assert rep["total"]["macs"] == 9 * 6 * 64

@@ -61,17 +61,28 @@ def fold_norm(linear: nn.Linear, norm: nn.Module, dtype: Optional[torch.dtype] =
     return w.to(out_dtype), b.to(out_dtype)
 
 
+def _hooked(*modules: nn.Module) -> bool:
+    """Whether calling these modules would run forward hooks (theirs or global ones)."""
+    from torch.nn.modules import module as _m
+    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def project(linear: nn.Linear, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``norm(linear(x))`` for x ``[T, B, in]``.
 
     In eval mode, on a fused backend, batch norm with running statistics is an affine map
     per output; it is folded into the weights (:func:`fold_norm`) so that inference runs
     one product and no normalisation pass. The result equals the unfolded one to
-    rounding. The torch backend (the reference) always normalises separately.
+    rounding. The torch backend (the reference) always normalises separately, and so does
+    every backend while forward hooks are registered on the modules (operation counting,
+    activation capture), which would otherwise not see their calls.
     """
     bn = norm.norm if isinstance(norm, _TimeNorm) else None
     if (not isinstance(bn, nn.BatchNorm1d) or bn.training or bn.running_mean is None
-            or bn.running_var is None or not _fused(getattr(linear, "backend", "torch"), x)):
+            or bn.running_var is None or not _fused(getattr(linear, "backend", "torch"), x)
+            or _hooked(linear, norm, bn)):
         return norm(linear(x))
     w, b = fold_norm(linear, norm)
     return NF.linear(x, w, b, backend=linear.backend)
