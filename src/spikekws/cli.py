@@ -82,8 +82,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.train.progress = False
         summary = _interruptible(train_run, cfg, args.out)
     best = summary["best"]
-    print(f"trained {summary['run_dir']}: best valid accuracy {best['valid_acc']:.4f} "
-          f"at epoch {best['epoch']}")
+    from .train.distributed import env_context
+    if env_context().is_main:  # under torchrun, one line for the run, not one per process
+        print(f"trained {summary['run_dir']}: best valid accuracy {best['valid_acc']:.4f} "
+              f"at epoch {best['epoch']}")
     return 0
 
 

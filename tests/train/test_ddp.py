@@ -82,6 +82,8 @@ def test_two_processes_train_one_consistent_model(tiny_root, tmp_path):
                        "train.batch_size=12")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # one summary line for the run, from rank 0 (the CLI runs in both processes)
+    assert proc.stdout.count("trained ") == 1, proc.stdout
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
