@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.linear import fold_batchnorm
 from ..models.ann import (QCFS, GlobalAvgPool2d, MeanOverTime, Pool2d, ToImage, qcfs)
 from ..registry import Registry
 
@@ -88,30 +89,6 @@ class SumFrames(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.sum(dim=1)
-
-
-# --------------------------------------------------------------------------- BN folding
-def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
-                   bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Fold an eval-mode BatchNorm into the affine layer (conv or linear) that feeds it.
-
-    ``bn(W x + b) = W' x + b'`` with ``W' = W * g``, ``b' = (b - mean) * g + beta`` and
-    ``g = gamma / sqrt(running_var + eps)`` per output channel (dim 0 of ``weight``).
-    """
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics "
-                         "(track_running_stats=False)")
-    if weight.shape[0] != bn.num_features:
-        raise ValueError(f"BatchNorm over {bn.num_features} features follows a layer with "
-                         f"{weight.shape[0]} outputs")
-    var = bn.running_var.to(weight.dtype)
-    mean = bn.running_mean.to(weight.dtype)
-    gamma = bn.weight.to(weight.dtype) if bn.weight is not None else torch.ones_like(var)
-    beta = bn.bias.to(weight.dtype) if bn.bias is not None else torch.zeros_like(var)
-    g = gamma / torch.sqrt(var + bn.eps)
-    b = bias if bias is not None else torch.zeros_like(mean)
-    w = weight * g.reshape(-1, *([1] * (weight.dim() - 1)))
-    return w, (b - mean) * g + beta
 
 
 # --------------------------------------------------------------------------- network

@@ -30,31 +30,46 @@ def _fused(backend: str, x: torch.Tensor) -> bool:
     return backend != "torch"
 
 
+def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
+                   bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BatchNorm into the affine layer (conv or linear) that feeds it.
+
+    ``bn(W x + b) = W' x + b'`` with ``W' = W * g``, ``b' = (b - mean) * g + beta`` and
+    ``g = gamma / sqrt(running_var + eps)`` per output channel (dim 0 of ``weight``).
+    Differentiable in the parameters; computed in ``weight``'s dtype.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics "
+                         "(track_running_stats=False)")
+    if weight.shape[0] != bn.num_features:
+        raise ValueError(f"BatchNorm over {bn.num_features} features follows a layer with "
+                         f"{weight.shape[0]} outputs")
+    var = bn.running_var.to(weight.dtype)
+    mean = bn.running_mean.to(weight.dtype)
+    gamma = bn.weight.to(weight.dtype) if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.to(weight.dtype) if bn.bias is not None else torch.zeros_like(var)
+    g = gamma / torch.sqrt(var + bn.eps)
+    b = bias if bias is not None else torch.zeros_like(mean)
+    w = weight * g.reshape(-1, *([1] * (weight.dim() - 1)))
+    return w, (b - mean) * g + beta
+
+
 def fold_norm(linear: nn.Linear, norm: nn.Module, dtype: Optional[torch.dtype] = None
               ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight ``[out, in]`` and bias ``[out]`` of ``norm(linear(x))`` with an eval-mode
-    batch norm folded in: ``W' = scale W``, ``b' = scale (b - running_mean) + beta``,
-    ``scale = gamma / sqrt(running_var + eps)``. Computed in ``dtype`` (default: the
-    weight's) and returned in the weight's dtype; differentiable in the parameters.
-    ``norm`` may also be ``none``/``nn.Identity``; a norm that depends on the input
-    (LayerNorm, or batch norm without running statistics) raises ValueError."""
+    """Weight ``[out, in]`` and bias ``[out]`` of ``norm(linear(x))`` for a layer's norm
+    (``_TimeNorm`` around batch norm, or ``nn.Identity``): eval batch norm folded in by
+    :func:`fold_batchnorm`, computed in ``dtype`` (default: the weight's) and returned in
+    the weight's dtype. A norm that depends on the input (LayerNorm) raises ValueError."""
     out_dtype = linear.weight.dtype
     dtype = dtype or out_dtype
     w = linear.weight.to(dtype)
-    b = (linear.bias.to(dtype) if linear.bias is not None
-         else torch.zeros(w.shape[0], dtype=dtype, device=w.device))
+    b = linear.bias.to(dtype) if linear.bias is not None else None
     inner = getattr(norm, "norm", norm)
     if isinstance(inner, nn.BatchNorm1d):
-        if inner.running_mean is None or inner.running_var is None:
-            raise ValueError("BatchNorm without running statistics cannot be folded")
-        scale = torch.rsqrt(inner.running_var.to(dtype) + inner.eps)
-        if inner.weight is not None:
-            scale = scale * inner.weight.to(dtype)
-        w = w * scale[:, None]
-        b = (b - inner.running_mean.to(dtype)) * scale
-        if inner.bias is not None:
-            b = b + inner.bias.to(dtype)
-    elif not isinstance(inner, nn.Identity):
+        w, b = fold_batchnorm(w, b, inner)
+    elif isinstance(inner, nn.Identity):
+        b = b if b is not None else torch.zeros(w.shape[0], dtype=dtype, device=w.device)
+    else:
         raise ValueError(f"normalization {type(inner).__name__} cannot be folded into the "
                          "weights (it depends on the input); train with "
                          "model.normalization=batchnorm or none to export")
