@@ -226,17 +226,17 @@ SPIKEKWS_CLONES void masked_dot(int64_t n, const int64_t* cols, const double* g,
 
 // cs[r] += gI_t[r] V on the columns where the surrogate derivative at v_prev is non-zero,
 // rows [r0, r1); returns false (nothing done) when those are too many for it to pay.
-// g, vprev and cs point at row 0 of their [M, H] step; vt is V^T. cols: (r1 - r0) * H scratch.
+// g, vprev and cs point at row 0 of their [M, H] step; vt is V^T. cols, counts: scratch.
 template <int64_t S, typename T>
 inline bool masked_recurrent_grad(int64_t r0, int64_t r1, int64_t H, const T* g, const T* vt,
                                   const T* vprev, T* cs, T th, T p1, T p2,
-                                  std::vector<int64_t>& cols) {
+                                  std::vector<int64_t>& cols, std::vector<int64_t>& counts) {
   if constexpr (S != kBoxcar && S != kTriangle) {
     return false;
   } else {
     const int64_t limit = static_cast<int64_t>(kMaskedDensity * static_cast<double>((r1 - r0) * H));
     cols.resize(static_cast<size_t>((r1 - r0) * H));
-    std::vector<int64_t> counts(static_cast<size_t>(r1 - r0));
+    counts.resize(static_cast<size_t>(r1 - r0));
     int64_t total = 0;
     for (int64_t r = r0; r < r1; ++r) {
       int64_t* c = cols.data() + (r - r0) * H;
@@ -254,6 +254,45 @@ inline bool masked_recurrent_grad(int64_t r0, int64_t r1, int64_t H, const T* g,
     }
     return true;
   }
+}
+
+// The backward time loop of a scan, t = nT - 1 .. 0, over blocks of rows: samples are
+// independent, so each task runs the whole loop on its rows. With a recurrent weight V,
+// after each step d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) goes into cs: on
+// the used entries only (masked_recurrent_grad) or as one GEMM on the block; at t = 0 it
+// is grad s0, needed in full. step(t, r0, r1) runs one step on the rows; gx is the
+// gradient of the input current, v_trace the membrane trace (both [T, M, H]).
+template <int64_t S, typename T, typename Step>
+void backward_over_time(const Step& step, int64_t nT, int64_t M, int64_t H,
+                        const c10::optional<Tensor>& weight, const Tensor& gx, Tensor& cs,
+                        const T* v_trace, T th, T p1, T p2) {
+  if (!has_weight(weight)) {
+    at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+      for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
+    });
+    return;
+  }
+  const int64_t MH = M * H;
+  const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
+  const Tensor w = weight->detach();
+  const Tensor vt = w.t().contiguous();  // row j = V[:, j]
+  const T* vtp = vt.data_ptr<T>();
+  const T* gxp = gx.data_ptr<T>();
+  T* csp = cs.data_ptr<T>();
+  at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+    at::ThreadLocalStateGuard tls_guard(tls);
+    Tensor cs_block = cs.narrow(0, r0, r1 - r0);
+    std::vector<int64_t> cols, counts;
+    for (int64_t t = nT - 1; t >= 0; --t) {
+      step(t, r0, r1);
+      if (t > 0 && masked_recurrent_grad<S, T>(r0, r1, H, gxp + t * MH, vtp,
+                                               v_trace + (t - 1) * MH, csp, th, p1, p2, cols,
+                                               counts)) {
+        continue;
+      }
+      cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), w);
+    }
+  });
 }
 
 template <typename T>
@@ -516,34 +555,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
                                          q2);
         }
       };
-      if (!rec) {
-        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-          for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
-        });
-      } else {
-        // Samples are independent: each task runs the whole time loop on its rows, with
-        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block, or
-        // on the used entries only (masked_recurrent_grad).
-        const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
-        const Tensor vt = weight->detach().t().contiguous();  // row j = V[:, j]
-        const T* vtw = vt.data_ptr<T>();
-        T* csw = cs.data_ptr<T>();
-        const T* gxw = gx.data_ptr<T>();
-        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-          at::ThreadLocalStateGuard tls_guard(tls);
-          Tensor cs_block = cs.narrow(0, r0, r1 - r0);
-          std::vector<int64_t> cols;
-          for (int64_t t = nT - 1; t >= 0; --t) {
-            step(t, r0, r1);
-            // at t = 0 the product is grad s0, needed in full
-            if (t > 0 && masked_recurrent_grad<S, T>(r0, r1, H, gxw + t * MH, vtw,
-                                                     vtp + (t - 1) * MH, csw, th, q1, q2, cols)) {
-              continue;
-            }
-            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), weight->detach());
-          }
-        });
-      }
+      backward_over_time<S, T>(step, nT, M, H, weight, gx, cs, vtp, th, q1, q2);
     });
   });
   Tensor grad_alpha = dacc.sum(0);
@@ -767,34 +779,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
                                            off, g, p, th, q1, q2);
         }
       };
-      if (!rec) {
-        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-          for (int64_t t = nT - 1; t >= 0; --t) step(t, r0, r1);
-        });
-      } else {
-        // Samples are independent: each task runs the whole time loop on its rows, with
-        // d/ds_{t-1} += gI_t V (through I_t = x_t + s_{t-1} V^T) as a GEMM on the block, or
-        // on the used entries only (masked_recurrent_grad).
-        const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
-        const Tensor vt = weight->detach().t().contiguous();  // row j = V[:, j]
-        const T* vtw = vt.data_ptr<T>();
-        T* csw = cs.data_ptr<T>();
-        const T* gxw = gx.data_ptr<T>();
-        at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-          at::ThreadLocalStateGuard tls_guard(tls);
-          Tensor cs_block = cs.narrow(0, r0, r1 - r0);
-          std::vector<int64_t> cols;
-          for (int64_t t = nT - 1; t >= 0; --t) {
-            step(t, r0, r1);
-            // at t = 0 the product is grad s0, needed in full
-            if (t > 0 && masked_recurrent_grad<S, T>(r0, r1, H, gxw + t * MH, vtw,
-                                                     vtp + (t - 1) * MH, csw, th, q1, q2, cols)) {
-              continue;
-            }
-            cs_block.addmm_(gx.select(0, t).narrow(0, r0, r1 - r0), weight->detach());
-          }
-        });
-      }
+      backward_over_time<S, T>(step, nT, M, H, weight, gx, cs, vtp, th, q1, q2);
     });
   });
   Tensor sums = acc.sum(1);  // [4, H]
