@@ -322,6 +322,44 @@ struct Recurrence {
   }
 };
 
+// The forward time loop of a scan, t = 0 .. nT - 1, over blocks of rows: samples are
+// independent, so each task runs the whole loop on its rows. rows(t, r0, r1, rec, cur) runs
+// one step on the rows. Without a recurrent weight rec and cur are null; with one, rec
+// holds the rows' s_{t-1} V^T and the step writes the input current I_t to cur (in
+// cur_trace[t] when it is saved, else in a scratch buffer). spikes [T, M, H] receives s_t
+// as the steps write it; s0 is s_{-1}.
+template <typename T, typename Rows>
+void forward_over_time(const Rows& rows, int64_t nT, int64_t M, int64_t H,
+                       const c10::optional<Tensor>& weight, const Tensor& s0,
+                       const Tensor& spikes, const Tensor& cur_trace, bool save) {
+  if (!has_weight(weight)) {
+    at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+      for (int64_t t = 0; t < nT; ++t) {
+        rows(t, r0, r1, static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
+      }
+    });
+    return;
+  }
+  const int64_t MH = M * H;
+  Recurrence<T> recur(*weight, M, H, spikes.options());
+  Tensor cur_buf = save ? Tensor() : at::empty({M, H}, spikes.options());
+  const T* rp = recur.buf.template data_ptr<T>();
+  const T* s0p = s0.data_ptr<T>();
+  const T* sp = spikes.data_ptr<T>();
+  // Worker threads take the caller's thread-local state (grad / inference mode), so
+  // that the GEMMs there may write into buffers made under inference mode.
+  const at::ThreadLocalState tls;
+  at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
+    at::ThreadLocalStateGuard tls_guard(tls);
+    for (int64_t t = 0; t < nT; ++t) {
+      recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1),
+                  t == 0 ? s0p : sp + (t - 1) * MH);
+      T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
+      rows(t, r0, r1, rp, cp);
+    }
+  });
+}
+
 // Gradient of the recurrent weight: dV = sum_t gI_t^T s_{t-1} ([H, H]), where s_{t-1} is s0
 // at t = 0 and (v_{t-1} - theta >= 0) after. With sparse spikes it is accumulated as
 // dV^T[j, :] += s_{t-1}[b, j] gI_t[b, :] over the active (t, b, j), each task owning a block
@@ -452,31 +490,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
     };
     auto v_out = [&](int64_t t) -> T* { return save ? vtp + t * MH : vtp; };
     auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
-    if (!rec) {
-      // Neurons are independent: each task runs the whole time loop on its rows.
-      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-        for (int64_t t = 0; t < nT; ++t) {
-          lif_forward_rows<T>(r0, r1, H, xp + t * MH, nullptr, nullptr, v_prev(t), s_prev(t),
-                              v_out(t), sp + t * MH, ap, op, th);
-        }
-      });
-    } else {
-      Recurrence<T> recur(*weight, M, H, x.options());
-      Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
-      const T* rp = recur.buf.data_ptr<T>();
-      // Worker threads take the caller's thread-local state (grad / inference mode), so
-      // that the GEMMs there may write into buffers made under inference mode.
-      const at::ThreadLocalState tls;
-      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-        at::ThreadLocalStateGuard tls_guard(tls);
-        for (int64_t t = 0; t < nT; ++t) {
-          recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1), s_prev(t));
-          T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
+    forward_over_time<T>(
+        [&](int64_t t, int64_t r0, int64_t r1, const T* rp, T* cp) {
           lif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, v_prev(t), s_prev(t), v_out(t),
                               sp + t * MH, ap, op, th);
-        }
-      });
-    }
+        },
+        nT, M, H, weight, s0, spikes, cur_trace, save);
   });
   Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
   return {spikes, v_last, v_trace, cur_trace};
@@ -641,32 +660,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
     };
     auto out = [&](T* trace, int64_t t) -> T* { return save ? trace + t * MH : trace; };
     auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
-    if (!rec) {
-      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-        for (int64_t t = 0; t < nT; ++t) {
-          adlif_forward_rows<T>(r0, r1, H, xp + t * MH, nullptr, nullptr, prev(vtp, v0p, t),
-                                prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
-                                sp + t * MH, ap, op, bp, aap, bbp, th);
-        }
-      });
-    } else {
-      Recurrence<T> recur(*weight, M, H, x.options());
-      Tensor cur_buf = save ? Tensor() : at::empty({M, H}, x.options());
-      const T* rp = recur.buf.data_ptr<T>();
-      // Worker threads take the caller's thread-local state (grad / inference mode), so
-      // that the GEMMs there may write into buffers made under inference mode.
-      const at::ThreadLocalState tls;
-      at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-        at::ThreadLocalStateGuard tls_guard(tls);
-        for (int64_t t = 0; t < nT; ++t) {
-          recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1), s_prev(t));
-          T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
+    forward_over_time<T>(
+        [&](int64_t t, int64_t r0, int64_t r1, const T* rp, T* cp) {
           adlif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, prev(vtp, v0p, t),
                                 prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
                                 sp + t * MH, ap, op, bp, aap, bbp, th);
-        }
-      });
-    }
+        },
+        nT, M, H, weight, s0, spikes, cur_trace, save);
   });
   Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
   Tensor w_last = save ? w_trace.select(0, nT - 1).clone() : w_roll;
