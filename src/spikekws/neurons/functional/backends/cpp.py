@@ -30,13 +30,13 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from ..adlif import adlif_scan_torch
-from . import surrogate_spec
+from . import per_neuron, recurrent_weight_arg, state_field, surrogate_spec
 from ..li import li_scan_torch
 from ..lif import lif_scan_torch
 from ..state import AdLIFState, LIFState, LIState
@@ -163,30 +163,6 @@ def build_error() -> Optional[str]:
 # Eligibility: what the kernels cover; everything else goes to the reference.
 # --------------------------------------------------------------------------------------
 
-def _per_neuron(p: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
-    """A parameter as a contiguous [H] tensor (differentiable expand), or None if it is
-    not a scalar or [H] of x's dtype and device."""
-    H = x.shape[-1]
-    if not isinstance(p, torch.Tensor):
-        if isinstance(p, (int, float)) and not isinstance(p, bool):
-            return torch.full((H,), float(p), dtype=x.dtype, device=x.device)
-        return None
-    if p.dtype != x.dtype or p.device != x.device:
-        return None
-    if p.dim() == 0 or (p.dim() == 1 and p.shape[0] == 1):
-        return p.reshape(1).expand(H).contiguous()
-    if p.dim() == 1 and p.shape[0] == H:
-        return p.contiguous()
-    return None
-
-
-def _state_field(f: Any, x: torch.Tensor) -> Optional[torch.Tensor]:
-    if not isinstance(f, torch.Tensor) or f.shape != x.shape[1:] or f.dtype != x.dtype \
-            or f.device != x.device:
-        return None
-    return f.reshape(-1, x.shape[-1]).contiguous()
-
-
 def _tracing() -> bool:
     """Under torch.compile, torch.jit tracing or ONNX export, which do not know the custom
     ops: the reference scans trace into plain torch ops."""
@@ -200,15 +176,6 @@ def _common_ok(x: Any, v_threshold: Any = 1.0) -> bool:
     return (isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dim() >= 2
             and x.dtype in (torch.float32, torch.float64) and x.shape[0] > 0 and not _tracing()
             and isinstance(v_threshold, (int, float)) and not isinstance(v_threshold, bool))
-
-
-def _weight(w: Optional[torch.Tensor], x: torch.Tensor) -> Tuple[bool, Optional[torch.Tensor]]:
-    if w is None:
-        return True, None
-    H = x.shape[-1]
-    ok = (isinstance(w, torch.Tensor) and w.shape == (H, H) and w.dtype == x.dtype
-          and w.device == x.device)
-    return ok, (w.contiguous() if ok else None)
 
 
 def _needs_grad(tensors: Sequence[Optional[torch.Tensor]]) -> bool:
@@ -310,12 +277,12 @@ def lif_scan_cpp(x, state, alpha, surrogate, v_threshold=1.0, recurrent_weight=N
     spec = surrogate_spec(surrogate)
     if spec is None or not _common_ok(x, v_threshold) or load() is None:
         return lif_scan_torch(*args)
-    a = _per_neuron(alpha, x)
-    ok_w, w = _weight(recurrent_weight, x)
+    a = per_neuron(alpha, x)
+    ok_w, w = recurrent_weight_arg(recurrent_weight, x)
     if state is None:
         v0 = s0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
     else:
-        v0, s0 = _state_field(state[0], x), _state_field(state[1], x)
+        v0, s0 = state_field(state[0], x), state_field(state[1], x)
     if a is None or not ok_w or v0 is None or s0 is None:
         return lif_scan_torch(*args)
     T, H = x.shape[0], x.shape[-1]
@@ -336,12 +303,12 @@ def adlif_scan_cpp(x, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
     spec = surrogate_spec(surrogate)
     if spec is None or not _common_ok(x, v_threshold) or load() is None:
         return adlif_scan_torch(*args)
-    params = [_per_neuron(p, x) for p in (alpha, beta, a, b)]
-    ok_w, w = _weight(recurrent_weight, x)
+    params = [per_neuron(p, x) for p in (alpha, beta, a, b)]
+    ok_w, w = recurrent_weight_arg(recurrent_weight, x)
     if state is None:
         v0 = w0 = s0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
     else:
-        v0, w0, s0 = (_state_field(f, x) for f in state)
+        v0, w0, s0 = (state_field(f, x) for f in state)
     if any(p is None for p in params) or not ok_w or v0 is None or w0 is None or s0 is None:
         return adlif_scan_torch(*args)
     T, H = x.shape[0], x.shape[-1]
@@ -363,11 +330,11 @@ def li_scan_cpp(x, state, alpha):
     """Fused leaky-integrator scan. x: [T, B, H] -> (membrane trace [T, B, H], LIState)."""
     if not _common_ok(x) or load() is None:
         return li_scan_torch(x, state, alpha)
-    a = _per_neuron(alpha, x)
+    a = per_neuron(alpha, x)
     if state is None:
         v0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
     else:
-        v0 = _state_field(state[0], x)
+        v0 = state_field(state[0], x)
     if a is None or v0 is None:
         return li_scan_torch(x, state, alpha)
     T, H = x.shape[0], x.shape[-1]

@@ -30,7 +30,7 @@ from torch.autograd.function import once_differentiable
 from ..adlif import adlif_scan_torch
 from ..lif import lif_scan_torch
 from ..state import AdLIFState, LIFState
-from . import surrogate_spec
+from . import per_neuron, recurrent_weight_arg, state_field, surrogate_spec
 
 BLOCK = 256
 _kernels: Any = None
@@ -199,51 +199,20 @@ def _eligible(x, v_threshold) -> bool:
     return _load() is not None
 
 
-def _per_neuron(p, x):
-    H = x.shape[-1]
-    if not isinstance(p, torch.Tensor):
-        if isinstance(p, (int, float)) and not isinstance(p, bool):
-            return torch.full((H,), float(p), dtype=x.dtype, device=x.device)
-        return None
-    if p.dtype != x.dtype or p.device != x.device:
-        return None
-    if p.dim() == 0 or (p.dim() == 1 and p.shape[0] == 1):
-        return p.reshape(1).expand(H).contiguous()
-    if p.dim() == 1 and p.shape[0] == H:
-        return p.contiguous()
-    return None
-
-
-def _field(f, x):
-    if not isinstance(f, torch.Tensor) or f.shape != x.shape[1:] or f.dtype != x.dtype \
-            or f.device != x.device:
-        return None
-    return f.reshape(-1, x.shape[-1]).contiguous()
-
-
-def _weight_ok(w, x):
-    if w is None:
-        return True, None
-    H = x.shape[-1]
-    ok = isinstance(w, torch.Tensor) and w.shape == (H, H) and w.dtype == x.dtype \
-        and w.device == x.device
-    return ok, (w.contiguous() if ok else None)
-
-
 def _needs_grad(tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _run(x, state, params, recurrent_weight, v_threshold, detach_reset, spec, adapt):
     """None when an input is not covered (the caller then uses the reference)."""
-    ps = [_per_neuron(p, x) for p in params]
-    ok_w, w = _weight_ok(recurrent_weight, x)
+    ps = [per_neuron(p, x) for p in params]
+    ok_w, w = recurrent_weight_arg(recurrent_weight, x)
     n_state = 3 if adapt else 2
     if state is None:
         z = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
         fields = [z] * n_state
     else:
-        fields = [_field(f, x) for f in state]
+        fields = [state_field(f, x) for f in state]
     if any(p is None for p in ps) or not ok_w or any(f is None for f in fields):
         return None
     T, H = x.shape[0], x.shape[-1]
