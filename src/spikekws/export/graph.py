@@ -35,7 +35,23 @@ RESETS = ("subtract", "value")
 ADAPTIVE = ("adlif", "radlif")
 
 
-class GraphLayer(nn.Module):
+class _Affine(nn.Module):
+    """Input side of a graph layer: buffers ``weight`` [H, in], ``bias`` [H], ``gain`` [H]."""
+
+    @property
+    def size(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        z = x @ self.weight.t() + self.bias
+        return z if bool((self.gain == 1).all()) else z * self.gain
+
+
+class GraphLayer(_Affine):
     """One spiking population fed by an affine map.
 
     weight: [H, in]; bias: [H]; alpha: [H] membrane decay per step (``lif``; None for
@@ -72,24 +88,12 @@ class GraphLayer(nn.Module):
                              None if recurrent_weight is None else torch.as_tensor(recurrent_weight, dtype=weight.dtype).clone())
 
     @property
-    def size(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
     def recurrent(self) -> bool:
         return self.recurrent_weight is not None
 
     def _threshold(self):
         th = self.v_threshold
         return float(th[0]) if bool((th == th[0]).all()) else th
-
-    def current(self, x: torch.Tensor) -> torch.Tensor:
-        z = x @ self.weight.t() + self.bias
-        return z if bool((self.gain == 1).all()) else z * self.gain
 
     def _value_step(self, z, state: F.LIFState):
         v, s = state
@@ -132,7 +136,7 @@ class GraphLayer(nn.Module):
                 f"out={self.size}, recurrent={self.recurrent}, reset={self.reset!r}")
 
 
-class GraphReadout(nn.Module):
+class GraphReadout(_Affine):
     """Leaky-integrator readout ``v = LI(gain * (W x + b))``. x: [T, B, in] -> v [T, B, C]."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], alpha: torch.Tensor,
@@ -146,18 +150,6 @@ class GraphReadout(nn.Module):
                              else torch.as_tensor(bias, dtype=weight.dtype).clone())
         self.register_buffer("alpha", torch.as_tensor(alpha, dtype=weight.dtype).expand(c).clone())
         self.register_buffer("gain", torch.as_tensor(gain, dtype=weight.dtype).expand(c).clone())
-
-    @property
-    def size(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
-
-    def current(self, x: torch.Tensor) -> torch.Tensor:
-        z = x @ self.weight.t() + self.bias
-        return z if bool((self.gain == 1).all()) else z * self.gain
 
     def forward(self, x: torch.Tensor, state: Optional[F.LIState] = None):
         return F.li_scan(self.current(x), state, alpha=self.alpha, backend="auto")
