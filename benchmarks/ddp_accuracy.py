@@ -23,17 +23,16 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _train(run: Path, args, seed: int, procs: int) -> float:
+def _train(run: Path, args, seed: int, procs: int) -> None:
     if (run / "checkpoints" / "best.pt").is_file():
         print(f"reusing {run}", flush=True)
-        return 0.0
+        return
     overrides = [f"data.root={args.data}", f"train.epochs={args.epochs}", f"train.seed={seed}",
                  f"train.threads={2 if procs == 1 else 1}", "train.progress=false",
                  "train.device=cpu", *args.overrides]
@@ -41,9 +40,7 @@ def _train(run: Path, args, seed: int, procs: int) -> float:
     if procs > 1:
         cmd = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", *cmd]
     env = dict(os.environ, OMP_NUM_THREADS="1" if procs > 1 else "2")
-    t0 = time.time()
     subprocess.run([sys.executable, *cmd], check=True, env=env, cwd=REPO)
-    return time.time() - t0
 
 
 def _evaluate(run: Path) -> Dict[str, Any]:

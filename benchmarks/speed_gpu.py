@@ -4,7 +4,8 @@ The two model configurations of ``benchmarks/speed.py`` (batch 32, T = 100; 140 
 2 x 512, 20 classes and 40 inputs, 3 x 512, 35 classes) for each neuron type, on
 ``--device`` (default ``cuda``): train step (forward, NLL loss, backward, Adam) and inference
 samples/s for the fused backend (``triton`` on CUDA) and the per-step reference (``torch``),
-timed alternately with the device synchronised around each call, minimum over ``--repeats``.
+timed alternately (``speed.time_interleaved``) with the device synchronised after each call,
+minimum over ``--repeats``.
 
 Before timing, each row compares on the device the fused model's firing rates, outputs and
 gradients with the reference's, in float64 copies of the models (relative errors in the
@@ -24,9 +25,8 @@ import argparse
 import datetime as _dt
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -41,20 +41,12 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fns: Dict[str, Callable[[], None]], device, repeats: int, warmup: int) -> Dict[str, dict]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return {k: {"min_s": min(v), "median_s": sorted(v)[len(v) // 2]} for k, v in times.items()}
+def _synced(fn: Callable[[], None], device) -> Callable[[], None]:
+    """``fn`` followed by a device synchronisation, so that timing it times its kernels."""
+    def run() -> None:
+        fn()
+        _sync(device)
+    return run
 
 
 def _rel(a, b) -> float:
@@ -125,8 +117,10 @@ def main(argv=None) -> int:
                               generator=torch.Generator().manual_seed(1)).to(device)
             models = {k: speed.build(cfg, neuron, b).to(device) for k, b in backends.items()}
             err = check(models, x, y)
-            train = _time({k: speed.make_train_step(m, x, y) for k, m in models.items()},
-                          device, args.repeats, args.warmup)
+            _sync(device)
+            train = speed.time_interleaved(
+                {k: _synced(speed.make_train_step(m, x, y), device) for k, m in models.items()},
+                args.repeats, args.warmup)
             for m in models.values():
                 m.eval()
 
@@ -136,7 +130,8 @@ def main(argv=None) -> int:
                         m(x)
                 return run
 
-            inf = _time({k: infer(m) for k, m in models.items()}, device, args.repeats, args.warmup)
+            inf = speed.time_interleaved({k: _synced(infer(m), device) for k, m in models.items()},
+                                         args.repeats, args.warmup)
             b = cfg["batch"]
             row = {"config": cfg["name"], "neuron": neuron, "check": err}
             for k in models:
