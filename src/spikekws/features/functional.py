@@ -544,6 +544,20 @@ def pcen_smoothing(time_constant: float, frame_rate: float) -> float:
 _PCEN_CHUNK = 64
 
 
+def check_pcen_args(s: float, alpha: float, delta: float, r: float, eps: float) -> None:
+    """ValueError naming the first parameter of :func:`pcen` out of its range."""
+    if not 0.0 < s <= 1.0:
+        raise _bad("s", "in (0, 1]", s)
+    if not 0.0 <= alpha <= 1.0:
+        raise _bad("alpha", "in [0, 1]", alpha)
+    if not delta >= 0.0:
+        raise _bad("delta", ">= 0", delta)
+    if not 0.0 < r <= 1.0:
+        raise _bad("r", "in (0, 1]", r)
+    if not eps > 0.0:
+        raise _bad("eps", "> 0", eps)
+
+
 def pcen(
     energy: Tensor,
     s: float = 0.025,
@@ -566,16 +580,7 @@ def pcen(
     """
     if energy.dim() < 2:
         raise ValueError(f"energy must have shape [..., T, F], got {tuple(energy.shape)}")
-    if not 0.0 < s <= 1.0:
-        raise _bad("s", "in (0, 1]", s)
-    if not 0.0 <= alpha <= 1.0:
-        raise _bad("alpha", "in [0, 1]", alpha)
-    if not delta >= 0.0:
-        raise _bad("delta", ">= 0", delta)
-    if not 0.0 < r <= 1.0:
-        raise _bad("r", "in (0, 1]", r)
-    if not eps > 0.0:
-        raise _bad("eps", "> 0", eps)
+    check_pcen_args(s, alpha, delta, r, eps)
     e = _as_float(energy)
     t = e.shape[-2]
     m_prev = e[..., 0, :] if initial is None else torch.as_tensor(initial, dtype=e.dtype, device=e.device)

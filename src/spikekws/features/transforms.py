@@ -144,9 +144,8 @@ class _LogMelBase(nn.Module):
         self.pcen = pcen_opts
         # smoothing coefficient of the PCEN level tracker, from its time constant
         self.pcen_s = AF.pcen_smoothing(pcen_opts["time_constant"], sample_rate / hop_length)
-        # validates the other PCEN parameters now rather than at the first forward
-        AF.pcen(torch.zeros(1, 1), s=self.pcen_s, alpha=pcen_opts["alpha"], delta=pcen_opts["delta"],
-                r=pcen_opts["r"], eps=pcen_opts["eps"])
+        AF.check_pcen_args(self.pcen_s, pcen_opts["alpha"], pcen_opts["delta"], pcen_opts["r"],
+                           pcen_opts["eps"])
 
         self._hi_cache: Dict[Any, Tensor] = {}
         self.register_buffer(
