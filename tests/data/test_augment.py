@@ -20,6 +20,8 @@ from spikekws.data.augment import (
     mask_time_freq,
     speed_perturb,
     time_shift,
+    vtlp_warp,
+    warp_frequencies,
 )
 from spikekws.data.spikes import write_spike_h5
 
@@ -71,6 +73,75 @@ def test_speed_perturb_changes_length_and_pitch():
     peak_hz = spec.argmax().item() * 8000 / fast.numel()
     assert abs(peak_hz - 625.0) < 5
     assert torch.equal(speed_perturb(wave, 1.001), wave)  # rounds to 1.00
+
+
+def _peaks(wave: torch.Tensor, sr: int, count: int):
+    """The ``count`` strongest spectral peaks (Hz) of the middle of ``wave``."""
+    mid = wave[1000:-1000].double().numpy()
+    spec = np.abs(np.fft.rfft(mid * np.hanning(mid.size)))
+    freqs = np.fft.rfftfreq(mid.size, 1 / sr)
+    found = []
+    for i in np.argsort(spec)[::-1]:
+        if all(abs(freqs[i] - f) > 50 for f in found):
+            found.append(freqs[i])
+        if len(found) == count:
+            return sorted(found)
+    return sorted(found)
+
+
+def test_warp_frequencies_is_the_piecewise_linear_vtlp_map():
+    f = torch.linspace(0, 4000, 401, dtype=torch.float64)
+    for alpha in (0.85, 0.9, 1.1, 1.2):
+        w = warp_frequencies(f, alpha, 4000.0)
+        f0 = 0.8 * 4000 * min(alpha, 1.0) / alpha
+        low = f <= f0
+        assert torch.allclose(w[low], alpha * f[low])
+        assert w[0] == 0 and abs(w[-1].item() - 4000.0) < 1e-9  # band edges stay
+        assert (w[1:] > w[:-1]).all()  # monotonic, hence invertible
+        # straight line above f0
+        slope = (w[~low][1:] - w[~low][:-1]) / (f[~low][1:] - f[~low][:-1])
+        assert torch.allclose(slope, slope[0].expand_as(slope))
+    assert torch.equal(warp_frequencies(f, 1.0, 4000.0), f)
+    with pytest.raises(ValueError, match="vtlp"):
+        warp_frequencies(f, 0.0, 4000.0)
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.1, 1.15])
+def test_vtlp_moves_partials_and_keeps_duration(alpha):
+    sr = 8000
+    wave = sine(1000.0, sr=sr) + 0.6 * sine(2300.0, sr=sr)
+    out = vtlp_warp(wave, alpha, sr)
+    assert out.shape == wave.shape and out.dtype == wave.dtype
+    expect = sorted(warp_frequencies(torch.tensor([1000.0, 2300.0], dtype=torch.float64),
+                                     alpha, sr / 2).tolist())
+    got = _peaks(out, sr, 2)
+    assert got == pytest.approx(expect, abs=3.0)  # spectral resolution 1.3 Hz
+    # the energy stays of the same order (interpolated magnitudes, no silence, no blow-up)
+    ratio = out.double().pow(2).mean() / wave.double().pow(2).mean()
+    assert 0.5 < ratio.item() < 1.5
+    # timing unchanged: a burst stays where it was
+    burst = torch.zeros(8000)
+    burst[3000:4000] = sine(1500.0, n=1000, sr=sr)
+    env = vtlp_warp(burst, alpha, sr).abs()
+    inside = env[3000:4000].pow(2).sum()
+    assert inside / env.pow(2).sum() > 0.95
+
+
+def test_vtlp_identity_batch_and_augment_key():
+    wave = sine(700.0)
+    assert torch.equal(vtlp_warp(wave, 1.0, 8000), wave)
+    batch = torch.stack([wave, sine(1200.0)])
+    out = vtlp_warp(batch, 1.1, 8000)
+    assert torch.allclose(out[1], vtlp_warp(batch[1], 1.1, 8000), atol=1e-6)
+    aug = build_augment({"vtlp": 0.1})
+    assert aug.vtlp == pytest.approx((0.9, 1.1)) and aug.has_wave
+    a = aug.wave(wave, 8000, 8000, aug.generator(0, 1))
+    assert torch.equal(a, aug.wave(wave, 8000, 8000, aug.generator(0, 1)))
+    assert not torch.equal(a, wave)
+    with pytest.raises(ValueError, match="vtlp"):
+        build_augment({"vtlp": [1.2, 0.8]})
+    with pytest.raises(ValueError, match="vtlp"):
+        build_augment({"vtlp": [0.0, 1.1]})
 
 
 def test_mask_time_freq():

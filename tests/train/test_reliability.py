@@ -267,3 +267,27 @@ def test_checkpoint_size_estimate_covers_real_checkpoints(tiny_run):
     need = checkpoint_bytes_estimate(model)
     assert 2 * written <= need  # both files next to their temporary copies
     assert need - (1 << 20) <= 4 * written  # 1 MiB headroom, otherwise close to the real size
+
+
+def test_best_checkpoint_breaks_accuracy_ties_on_validation_loss(tiny_run):
+    """best.pt holds the epoch of the highest validation accuracy, and among epochs with
+    that accuracy the one with the lowest validation loss (a saturated split otherwise
+    keeps the first such epoch)."""
+    import json
+
+    from spikekws.train import load_checkpoint
+    from spikekws.train.runner import improves
+
+    history = [json.loads(line) for line in (tiny_run / "history.jsonl").read_text().splitlines()]
+    top = max(r["valid_acc"] for r in history)
+    expect = min((r for r in history if r["valid_acc"] == top), key=lambda r: r["valid_loss"])
+    best = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
+    assert best["epoch"] == expect["epoch"]
+    assert best["best"]["valid_loss"] == expect["valid_loss"]
+    # the rule itself
+    b = {"epoch": 3, "valid_acc": 1.0, "valid_loss": 0.4}
+    assert improves({"acc": 1.0, "loss": 0.3}, b)
+    assert not improves({"acc": 1.0, "loss": 0.5}, b)
+    assert not improves({"acc": 1.0, "loss": 0.4}, b)
+    assert improves({"acc": 0.5, "loss": 9.0}, {"epoch": -1, "valid_acc": -1.0})
+    assert not improves({"acc": 0.9, "loss": 0.01}, b)

@@ -11,6 +11,8 @@ to :func:`build_augment`; datasets apply it to their "train" split only::
       shift_ms: 100           # circular-free time shift by up to +-100 ms (zero fill)
       gain_db: 6              # gain drawn from [-6, 6] dB (or a [low, high] pair)
       speed: [0.9, 1.1]       # speed perturbation (resampling; factors rounded to 1 %)
+      vtlp: [0.9, 1.1]        # vocal tract length perturbation: frequency axis scaled by a
+                              # factor from this range, duration and timing unchanged
       time_mask: 10           # SpecAugment: up to 10 steps per time mask ...
       time_masks: 2           # ... and this many masks (default 2)
       freq_mask: 8            # up to 8 channels per frequency mask
@@ -55,12 +57,14 @@ __all__ = [
     "mask_time_freq",
     "speed_perturb",
     "time_shift",
+    "vtlp_warp",
+    "warp_frequencies",
 ]
 
 #: Generated noise types accepted by the ``noise`` key.
 NOISE_COLOURS: Tuple[str, ...] = ("white", "pink", "brown")
 
-_WAVE_KEYS = ("noise_snr", "noise", "noise_prob", "shift_ms", "gain_db", "speed")
+_WAVE_KEYS = ("noise_snr", "noise", "noise_prob", "shift_ms", "gain_db", "speed", "vtlp")
 _FEATURE_KEYS = ("time_mask", "time_masks", "freq_mask", "freq_masks")
 _EVENT_KEYS = ("time_jitter_ms", "channel_jitter", "channel_shift", "event_drop")
 #: Every key :func:`build_augment` accepts.
@@ -147,6 +151,71 @@ def speed_perturb(wave: Tensor, factor: float) -> Tensor:
     if k == 100:
         return wave.clone()
     return resample(wave, k, 100)
+
+
+def warp_frequencies(freqs: Tensor, alpha: float, nyquist: float, boundary: float = 0.8) -> Tensor:
+    """The piecewise-linear frequency warp of vocal tract length perturbation (Jaitly &
+    Hinton 2013): ``f -> alpha * f`` up to ``f0 = boundary * nyquist * min(alpha, 1) / alpha``,
+    then the straight line from ``(f0, alpha * f0)`` to ``(nyquist, nyquist)``, so that the
+    band edges stay in place. Monotonic for every ``alpha > 0``."""
+    alpha = float(alpha)
+    if not alpha > 0:
+        raise ValueError(f"vtlp factor must be > 0, got {alpha!r}")
+    f0 = boundary * nyquist * min(alpha, 1.0) / alpha
+    upper = alpha * f0 + (nyquist - alpha * f0) * (freqs - f0) / (nyquist - f0)
+    return torch.where(freqs <= f0, alpha * freqs, upper)
+
+
+def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 32.0) -> Tensor:
+    """Vocal tract length perturbation of a waveform ``[..., N]``.
+
+    A phase vocoder that moves the energy at frequency ``f`` to :func:`warp_frequencies`
+    ``(f)``: formants scale by ``alpha``, the band edges stay, duration and timing are
+    unchanged. Short-time spectra (Hann window, hop a quarter of it) are resampled along
+    frequency (magnitudes interpolated linearly between bins); each output bin's phase
+    advances from frame to frame at the warped instantaneous frequency of its source bin,
+    so that a warped partial keeps a consistent frequency after overlap-add.
+    ``alpha == 1`` returns a copy of the input.
+    """
+    if float(alpha) == 1.0:
+        return wave.clone()
+    n = wave.shape[-1]
+    if n < 2:
+        return wave.clone()
+    n_fft = 1 << max(3, int(round(math.log2(window_ms * 1e-3 * sample_rate))))
+    lead = wave.shape[:-1]
+    x = wave.reshape(-1, n).double()
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
+                      return_complex=True)  # [B, bins, frames]
+    bins = spec.shape[-2]
+    nyquist = sample_rate / 2.0
+    freqs = torch.linspace(0.0, nyquist, bins, dtype=torch.float64)
+    warped = warp_frequencies(freqs, alpha, nyquist)
+    # source frequency of each output bin: the warp is monotonic, invert by interpolation
+    src = torch.from_numpy(np.interp(freqs.numpy(), warped.numpy(), freqs.numpy()))
+    pos = (src / nyquist * (bins - 1)).clamp(0, bins - 1)
+    lo = pos.floor().long().clamp(max=bins - 2)
+    hi = lo + 1
+    frac = (pos - lo.double())[:, None]
+    mag = spec.abs()
+    new_mag = mag[..., lo, :] * (1.0 - frac) + mag[..., hi, :] * frac
+    # instantaneous frequency (rad/sample) of every source bin and frame
+    near = pos.round().long()
+    phase = torch.angle(spec)
+    omega = 2.0 * math.pi * torch.arange(bins, dtype=torch.float64) / n_fft  # bin centres
+    dphi = phase[..., 1:] - phase[..., :-1] - omega[:, None] * hop
+    dphi = torch.remainder(dphi + math.pi, 2.0 * math.pi) - math.pi
+    inst = omega[:, None] + dphi / hop  # [B, bins, frames - 1]
+    inst_hz = (inst * sample_rate / (2.0 * math.pi)).clamp(0.0, nyquist)
+    out_hz = warp_frequencies(inst_hz[..., near, :], alpha, nyquist)
+    advance = out_hz * (2.0 * math.pi / sample_rate) * hop
+    start = phase[..., near, :1]
+    new_phase = torch.cat([start, start + torch.cumsum(advance, dim=-1)], dim=-1)
+    out = torch.istft(torch.polar(new_mag, new_phase), n_fft, hop, window=window, center=True,
+                      length=n)
+    return out.to(wave.dtype).reshape(*lead, n)
 
 
 def mask_time_freq(
@@ -303,6 +372,7 @@ class Augment:
         shift_ms: float = 0.0,
         gain_db: Any = None,
         speed: Any = None,
+        vtlp: Any = None,
         time_mask: int = 0,
         time_masks: int = 2,
         freq_mask: int = 0,
@@ -330,6 +400,7 @@ class Augment:
         self.shift_ms = _check_number("shift_ms", shift_ms, 0.0)
         self.gain_db = _check_range("gain_db", gain_db, symmetric_around=0.0)
         self.speed = _check_range("speed", speed, symmetric_around=1.0, low=0.0, low_open=True)
+        self.vtlp = _check_range("vtlp", vtlp, symmetric_around=1.0, low=0.0, low_open=True)
         self.time_mask = _check_int("time_mask", time_mask, 0)
         self.time_masks = _check_int("time_masks", time_masks, 0)
         self.freq_mask = _check_int("freq_mask", freq_mask, 0)
@@ -344,7 +415,7 @@ class Augment:
     @property
     def has_wave(self) -> bool:
         return bool(self.noise_snr is not None or self.shift_ms > 0 or self.gain_db is not None
-                    or self.speed is not None)
+                    or self.speed is not None or self.vtlp is not None)
 
     @property
     def has_features(self) -> bool:
@@ -383,6 +454,7 @@ class Augment:
             "shift_ms": self.shift_ms,
             "gain_db": list(self.gain_db) if self.gain_db else None,
             "speed": list(self.speed) if self.speed else None,
+            "vtlp": list(self.vtlp) if self.vtlp else None,
             "time_mask": self.time_mask, "time_masks": self.time_masks,
             "freq_mask": self.freq_mask, "freq_masks": self.freq_masks,
             "time_jitter_ms": self.time_jitter_ms, "channel_jitter": self.channel_jitter,
@@ -445,11 +517,13 @@ class Augment:
     # -- application -------------------------------------------------------------------
     def wave(self, wave: Tensor, sample_rate: int, num_samples: int, rng: np.random.Generator,
              length_mode: str = "center") -> Tensor:
-        """Speed -> crop/pad to ``num_samples`` -> shift -> gain -> noise."""
+        """Speed -> VTLP -> crop/pad to ``num_samples`` -> shift -> gain -> noise."""
         from .audio import fix_length
 
         if self.speed is not None:
             wave = speed_perturb(wave, rng.uniform(*self.speed))
+        if self.vtlp is not None:
+            wave = vtlp_warp(wave, rng.uniform(*self.vtlp), sample_rate)
         wave = fix_length(wave, num_samples, length_mode)
         if self.shift_ms > 0:
             max_shift = int(round(self.shift_ms * 1e-3 * sample_rate))

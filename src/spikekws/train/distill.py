@@ -273,7 +273,7 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                    "train_acc": correct / seen, "valid_loss": val["loss"], "valid_acc": val["acc"],
                    "firing_rates": val["firing_rates"], "lr": lr, "time_s": time.time() - t0}
             history.append(row)
-            improved = last_stage and val["acc"] > best["valid_acc"]
+            improved = last_stage and runner.improves(val, best)
             if improved:
                 best = {"epoch": epoch, "valid_acc": val["acc"], "valid_loss": val["loss"]}
             state = dict(meta, model=model.state_dict(), epoch=epoch, history=history, best=best,

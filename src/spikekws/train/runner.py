@@ -272,6 +272,16 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
     return loss_sum, correct, seen
 
 
+def improves(val: Dict[str, Any], best: Dict[str, Any]) -> bool:
+    """Whether a validation result beats the best so far: higher accuracy, or the same
+    accuracy with a lower loss. Small validation splits saturate (every epoch after the
+    first few scores 100 %); without the loss as tie-break the first such epoch would be
+    kept, however under-trained."""
+    if val["acc"] != best["valid_acc"]:
+        return val["acc"] > best["valid_acc"]
+    return val["loss"] < best.get("valid_loss", math.inf)
+
+
 def start_epoch_of(ckpt: Optional[Dict[str, Any]]) -> int:
     """The epoch a run starts (0) or resumes at (the checkpoint's completed epochs)."""
     return int(ckpt["epoch"]) if ckpt is not None else 0
@@ -380,7 +390,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         history.append(row)
         if tb is not None:
             tb.log_epoch(row)
-        improved = val["acc"] > best["valid_acc"]
+        improved = improves(val, best)
         if improved:
             best = {"epoch": epoch + 1, "valid_acc": val["acc"], "valid_loss": val["loss"]}
         state = dict(meta, model=model.state_dict(), epoch=epoch + 1, history=history, best=best,
