@@ -20,6 +20,7 @@ from spikekws.data.augment import (
     mask_time_freq,
     speed_perturb,
     time_shift,
+    time_stretch,
     vtlp_warp,
     warp_frequencies,
 )
@@ -142,6 +143,35 @@ def test_vtlp_identity_batch_and_augment_key():
         build_augment({"vtlp": [1.2, 0.8]})
     with pytest.raises(ValueError, match="vtlp"):
         build_augment({"vtlp": [0.0, 1.1]})
+
+
+@pytest.mark.parametrize("rate", [0.8, 1.25])
+def test_time_stretch_keeps_pitch_and_scales_timing(rate):
+    sr = 8000
+    wave = sine(1000.0, sr=sr) + 0.6 * sine(2300.0, sr=sr)
+    out = time_stretch(wave, rate, sr)
+    assert out.shape == (round(8000 / rate),) and out.dtype == wave.dtype
+    assert _peaks(out, sr, 2) == pytest.approx([1000.0, 2300.0], abs=3.0)
+    ratio = out[500:-500].double().pow(2).mean() / wave.double().pow(2).mean()
+    assert 0.5 < ratio.item() < 1.5
+    # a burst at 0.25-0.375 s moves to 0.25 / rate - 0.375 / rate s
+    burst = torch.zeros(8000)
+    burst[2000:3000] = sine(1500.0, n=1000, sr=sr)
+    env = time_stretch(burst, rate, sr).double().pow(2)
+    lo, hi = round(2000 / rate), round(3000 / rate)
+    assert env[lo:hi].sum() / env.sum() > 0.95
+    assert env[lo + 100:hi - 100].min() > 0  # sound throughout, no gap
+
+
+def test_time_stretch_identity_and_key():
+    wave = sine(700.0)
+    assert torch.equal(time_stretch(wave, 1.0, 8000), wave)
+    with pytest.raises(ValueError, match="tempo"):
+        time_stretch(wave, 0.0, 8000)
+    aug = build_augment({"tempo": [0.8, 1.25]})
+    assert aug.tempo == (0.8, 1.25) and aug.has_wave and "tempo" in aug.active_keys()
+    out = aug.wave(wave, 8000, 8000, aug.generator(0, 2))
+    assert out.shape == (8000,) and not torch.equal(out, wave)
 
 
 def test_mask_time_freq():

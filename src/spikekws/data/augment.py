@@ -13,6 +13,8 @@ to :func:`build_augment`; datasets apply it to their "train" split only::
       speed: [0.9, 1.1]       # speed perturbation (resampling; factors rounded to 1 %)
       vtlp: [0.9, 1.1]        # vocal tract length perturbation: frequency axis scaled by a
                               # factor from this range, duration and timing unchanged
+      tempo: [0.8, 1.25]      # speaking rate: played this many times faster, pitch and
+                              # formants unchanged (phase vocoder)
       time_mask: 10           # SpecAugment: up to 10 steps per time mask ...
       time_masks: 2           # ... and this many masks (default 2)
       freq_mask: 8            # up to 8 channels per frequency mask
@@ -57,6 +59,7 @@ __all__ = [
     "mask_time_freq",
     "speed_perturb",
     "time_shift",
+    "time_stretch",
     "vtlp_warp",
     "warp_frequencies",
 ]
@@ -64,7 +67,7 @@ __all__ = [
 #: Generated noise types accepted by the ``noise`` key.
 NOISE_COLOURS: Tuple[str, ...] = ("white", "pink", "brown")
 
-_WAVE_KEYS = ("noise_snr", "noise", "noise_prob", "shift_ms", "gain_db", "speed", "vtlp")
+_WAVE_KEYS = ("noise_snr", "noise", "noise_prob", "shift_ms", "gain_db", "speed", "vtlp", "tempo")
 _FEATURE_KEYS = ("time_mask", "time_masks", "freq_mask", "freq_masks")
 _EVENT_KEYS = ("time_jitter_ms", "channel_jitter", "channel_shift", "event_drop")
 #: Every key :func:`build_augment` accepts.
@@ -166,6 +169,58 @@ def warp_frequencies(freqs: Tensor, alpha: float, nyquist: float, boundary: floa
     return torch.where(freqs <= f0, alpha * freqs, upper)
 
 
+def _stft_setup(wave: Tensor, sample_rate: int, window_ms: float):
+    """(x [B, N] float64, n_fft, hop, window) for the phase vocoders below."""
+    n_fft = 1 << max(3, int(round(math.log2(window_ms * 1e-3 * sample_rate))))
+    x = wave.reshape(-1, wave.shape[-1]).double()
+    return x, n_fft, n_fft // 4, torch.hann_window(n_fft, dtype=torch.float64)
+
+
+def _phase_advance(phase: Tensor, n_fft: int, hop: int) -> Tensor:
+    """Instantaneous frequency (rad/sample) of every bin between consecutive frames of
+    ``phase [..., bins, frames]`` -> ``[..., bins, frames - 1]``."""
+    bins = phase.shape[-2]
+    omega = 2.0 * math.pi * torch.arange(bins, dtype=torch.float64) / n_fft  # bin centres
+    dphi = phase[..., 1:] - phase[..., :-1] - omega[:, None] * hop
+    dphi = torch.remainder(dphi + math.pi, 2.0 * math.pi) - math.pi
+    return omega[:, None] + dphi / hop
+
+
+def time_stretch(wave: Tensor, rate: float, sample_rate: int, window_ms: float = 32.0) -> Tensor:
+    """Play ``wave [..., N]`` ``rate`` times faster without changing its pitch or formants.
+
+    A phase vocoder: output frames (Hann window, hop a quarter of it) read the input's
+    short-time magnitudes at ``rate`` times their own position, interpolated linearly
+    between frames, and advance each bin's phase at the instantaneous frequency measured
+    there. The output has ``round(N / rate)`` samples. ``rate == 1`` returns a copy.
+    """
+    rate = float(rate)
+    if not rate > 0:
+        raise ValueError(f"tempo factor must be > 0, got {rate!r}")
+    n = wave.shape[-1]
+    if rate == 1.0 or n < 2:
+        return wave.clone()
+    x, n_fft, hop, window = _stft_setup(wave, sample_rate, window_ms)
+    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
+                      return_complex=True)  # [B, bins, frames]
+    frames = spec.shape[-1]
+    if frames < 2:
+        return wave.clone()
+    out_len = max(1, int(round(n / rate)))
+    steps = torch.arange(0.0, frames - 1, rate, dtype=torch.float64)
+    lo = steps.floor().long().clamp(max=frames - 2)
+    frac = steps - lo.double()
+    mag = spec.abs()
+    new_mag = mag[..., lo] * (1.0 - frac) + mag[..., lo + 1] * frac
+    phase = torch.angle(spec)
+    inst = _phase_advance(phase, n_fft, hop)  # [B, bins, frames - 1]
+    advance = inst[..., lo] * hop
+    new_phase = torch.cat([phase[..., :1], phase[..., :1] + torch.cumsum(advance[..., :-1], -1)], -1)
+    out = torch.istft(torch.polar(new_mag, new_phase), n_fft, hop, window=window, center=True,
+                      length=out_len)
+    return out.to(wave.dtype).reshape(*wave.shape[:-1], out_len)
+
+
 def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 32.0) -> Tensor:
     """Vocal tract length perturbation of a waveform ``[..., N]``.
 
@@ -182,11 +237,7 @@ def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 3
     n = wave.shape[-1]
     if n < 2:
         return wave.clone()
-    n_fft = 1 << max(3, int(round(math.log2(window_ms * 1e-3 * sample_rate))))
-    lead = wave.shape[:-1]
-    x = wave.reshape(-1, n).double()
-    hop = n_fft // 4
-    window = torch.hann_window(n_fft, dtype=torch.float64)
+    x, n_fft, hop, window = _stft_setup(wave, sample_rate, window_ms)
     spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
                       return_complex=True)  # [B, bins, frames]
     bins = spec.shape[-2]
@@ -204,10 +255,7 @@ def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 3
     # instantaneous frequency (rad/sample) of every source bin and frame
     near = pos.round().long()
     phase = torch.angle(spec)
-    omega = 2.0 * math.pi * torch.arange(bins, dtype=torch.float64) / n_fft  # bin centres
-    dphi = phase[..., 1:] - phase[..., :-1] - omega[:, None] * hop
-    dphi = torch.remainder(dphi + math.pi, 2.0 * math.pi) - math.pi
-    inst = omega[:, None] + dphi / hop  # [B, bins, frames - 1]
+    inst = _phase_advance(phase, n_fft, hop)  # [B, bins, frames - 1]
     inst_hz = (inst * sample_rate / (2.0 * math.pi)).clamp(0.0, nyquist)
     out_hz = warp_frequencies(inst_hz[..., near, :], alpha, nyquist)
     advance = out_hz * (2.0 * math.pi / sample_rate) * hop
@@ -215,7 +263,7 @@ def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 3
     new_phase = torch.cat([start, start + torch.cumsum(advance, dim=-1)], dim=-1)
     out = torch.istft(torch.polar(new_mag, new_phase), n_fft, hop, window=window, center=True,
                       length=n)
-    return out.to(wave.dtype).reshape(*lead, n)
+    return out.to(wave.dtype).reshape(*wave.shape[:-1], n)
 
 
 def mask_time_freq(
@@ -373,6 +421,7 @@ class Augment:
         gain_db: Any = None,
         speed: Any = None,
         vtlp: Any = None,
+        tempo: Any = None,
         time_mask: int = 0,
         time_masks: int = 2,
         freq_mask: int = 0,
@@ -401,6 +450,7 @@ class Augment:
         self.gain_db = _check_range("gain_db", gain_db, symmetric_around=0.0)
         self.speed = _check_range("speed", speed, symmetric_around=1.0, low=0.0, low_open=True)
         self.vtlp = _check_range("vtlp", vtlp, symmetric_around=1.0, low=0.0, low_open=True)
+        self.tempo = _check_range("tempo", tempo, symmetric_around=1.0, low=0.0, low_open=True)
         self.time_mask = _check_int("time_mask", time_mask, 0)
         self.time_masks = _check_int("time_masks", time_masks, 0)
         self.freq_mask = _check_int("freq_mask", freq_mask, 0)
@@ -415,7 +465,8 @@ class Augment:
     @property
     def has_wave(self) -> bool:
         return bool(self.noise_snr is not None or self.shift_ms > 0 or self.gain_db is not None
-                    or self.speed is not None or self.vtlp is not None)
+                    or self.speed is not None or self.vtlp is not None
+                    or self.tempo is not None)
 
     @property
     def has_features(self) -> bool:
@@ -455,6 +506,7 @@ class Augment:
             "gain_db": list(self.gain_db) if self.gain_db else None,
             "speed": list(self.speed) if self.speed else None,
             "vtlp": list(self.vtlp) if self.vtlp else None,
+            "tempo": list(self.tempo) if self.tempo else None,
             "time_mask": self.time_mask, "time_masks": self.time_masks,
             "freq_mask": self.freq_mask, "freq_masks": self.freq_masks,
             "time_jitter_ms": self.time_jitter_ms, "channel_jitter": self.channel_jitter,
@@ -517,11 +569,13 @@ class Augment:
     # -- application -------------------------------------------------------------------
     def wave(self, wave: Tensor, sample_rate: int, num_samples: int, rng: np.random.Generator,
              length_mode: str = "center") -> Tensor:
-        """Speed -> VTLP -> crop/pad to ``num_samples`` -> shift -> gain -> noise."""
+        """Speed -> tempo -> VTLP -> crop/pad to ``num_samples`` -> shift -> gain -> noise."""
         from .audio import fix_length
 
         if self.speed is not None:
             wave = speed_perturb(wave, rng.uniform(*self.speed))
+        if self.tempo is not None:
+            wave = time_stretch(wave, rng.uniform(*self.tempo), sample_rate)
         if self.vtlp is not None:
             wave = vtlp_warp(wave, rng.uniform(*self.vtlp), sample_rate)
         wave = fix_length(wave, num_samples, length_mode)
