@@ -1,6 +1,7 @@
 """Spiking global-local hybrid vs RadLIF, and distillation to fewer time steps, with energy.
 
-For each dataset (the built-in synthetic commands and FSDD):
+For each dataset (the built-in synthetic commands; FSDD with held-out speaker theo, ``fsdd``;
+FSDD with its official split, recordings 0-4 of every speaker as test, ``fsdd-official``):
 
 (a) ``spikescr`` (dim 64, 2 blocks) vs the RadLIF stack (``snn``/``radlif``, 2 x 124), about
     the same parameter count, both at T = 100 steps per clip;
@@ -18,7 +19,7 @@ writes JSON. Usage::
         --words yes,no,up,down,left,right,on,off,stop,go
     spikekws synth --out data/synth_kd_eval --lang en --speakers 100 --seed 1 \\
         --words yes,no,up,down,left,right,on,off,stop,go   # 1000 clips of unseen speakers
-    python benchmarks/kd_energy.py [--datasets synth,fsdd] [--synth-root data/synth_kd]
+    python benchmarks/kd_energy.py [--datasets synth,fsdd,fsdd-official] [--synth-root data/synth_kd]
         [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--seeds 0,1] [--runs runs/kd_energy]
         [--out benchmarks/results/kd_energy.json]
 
@@ -41,9 +42,14 @@ RADLIF = ["model.name=snn", "model.neuron=radlif", "model.hidden_sizes=[124,124]
           "model.options={tau_mem: [0.02, 0.1]}"]
 
 
+DATASETS = ("synth", "fsdd", "fsdd-official")
+
+
 def _data_overrides(name: str, root: str) -> List[str]:
     if name == "synth":
         return ["data.name=synth", f"data.root={root}"]
+    if name == "fsdd-official":  # every speaker in training; validation = recordings 5-9
+        return ["data.name=fsdd", f"data.root={root}", "data.options.split_mode=official"]
     return ["data.name=fsdd", f"data.root={root}", "data.options.split_mode=speaker",
             "data.options.test_speakers=theo"]
 
@@ -219,8 +225,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     results: Dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     for name in filter(None, (s.strip() for s in args.datasets.split(","))):
-        if name not in ("synth", "fsdd"):
-            raise SystemExit(f"unknown dataset {name!r}; choose synth and/or fsdd")
+        if name not in DATASETS:
+            raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
         root = args.synth_root if name == "synth" else args.fsdd_root
         for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
             unseen = args.synth_unseen_root if name == "synth" and Path(args.synth_unseen_root).is_dir() else ""
