@@ -4,7 +4,12 @@ Trains the default SNN on three speakers and tests on the fourth, each speaker h
 turn; prints a table and writes JSON. Usage::
 
     python benchmarks/fsdd_speaker.py [--root ../shared/data/fsdd] [--config configs/fsdd.yaml]
-        [--out benchmarks/results/fsdd_speaker.json] [override ...]
+        [--seeds 0,1,2] [--out benchmarks/results/fsdd_speaker.json] [override ...]
+
+With several seeds every fold is trained once per seed (``train.seed``); the table gives
+each seed's mean, the mean and spread over seeds, and the accuracy of the seeds' ensemble
+(class probabilities averaged per clip), which is not the single network the target is
+about and is reported next to it.
 
 With a ``mix`` config (e.g. ``--config configs/fsdd_mix.yaml --out
 benchmarks/results/fsdd_speaker_mix.json``) the FSDD settings go to the mix's primary
@@ -21,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -42,6 +50,18 @@ def ensure_synth_extras(cfg) -> None:
         generate(root, words=words, speakers=200, sample_rate=8000, workers=1, progress=False)
 
 
+def test_probabilities(run: Path) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities [N, C] of a run's best checkpoint on its test split, and labels."""
+    from spikekws.train.runner import build_data, build_frontend, extract_features, load_run, predict
+
+    cfg, info, model, _ = load_run(run, "best")
+    dev = torch.device("cpu")
+    data = build_data(cfg, "test")
+    X, y = extract_features(data, build_frontend(cfg, data.info.sample_rate).to(dev), dev)
+    out, _ = predict(model, X, dev, cfg.train.eval_batch_size)
+    return out.exp(), y
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "fsdd"))
@@ -49,6 +69,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fsdd_speaker.json"))
     ap.add_argument("--speakers", default="jackson,nicolas,theo,yweweler")
     ap.add_argument("--runs", default=None, help="keep run folders here (default: a temp folder)")
+    ap.add_argument("--seeds", default="", help="comma-separated train.seed values, e.g. 0,1,2 "
+                    "(default: the config's seed)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -61,39 +83,77 @@ def main() -> int:
         print(f"FSDD not found at {root}; nothing to do", file=sys.stderr)
         return 1
     speakers = [s for s in args.speakers.split(",") if s]
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    seed_override = bool(seeds)
+    seeds = seeds or [load_config(args.config, args.overrides).train.seed]
     runs_dir = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="fsdd-bench-"))
-    rows = []
     is_mix = load_config(args.config).data.name == "mix"
     prefix = "data.options.primary.options" if is_mix else "data.options"
-    for spk in speakers:
-        cfg = load_config(args.config, [f"data.root={root}", f"{prefix}.test_speakers={spk}",
-                                        "train.progress=false", *args.overrides])
-        if is_mix:
-            ensure_synth_extras(cfg)
-        t0 = time.time()
-        summary = train_run(cfg, runs_dir / f"test-{spk}")
-        rep = evaluate_run(runs_dir / f"test-{spk}", split="test")
-        rows.append({"test_speaker": spk, "accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"],
-                     "num_test": rep["num_samples"], "best_valid_acc": summary["best"]["valid_acc"],
-                     "best_epoch": summary["best"]["epoch"], "firing_rates": rep["firing_rates"],
-                     "train_seconds": round(time.time() - t0, 1)})
-        print(f"held out {spk:10s} accuracy {rep['accuracy']:.4f}", flush=True)
-    accs = [r["accuracy"] for r in rows]
-    result = {
+    per_seed: Dict[int, List[Dict[str, Any]]] = {}
+    probs: Dict[str, List[torch.Tensor]] = {spk: [] for spk in speakers}
+    labels: Dict[str, torch.Tensor] = {}
+    summary: Dict[str, Any] = {}
+    for seed in seeds:
+        rows = per_seed.setdefault(seed, [])
+        for spk in speakers:
+            cfg = load_config(args.config, [f"data.root={root}", f"{prefix}.test_speakers={spk}",
+                                            "train.progress=false", *args.overrides,
+                                            *([f"train.seed={seed}"] if seed_override else [])])
+            if is_mix:
+                ensure_synth_extras(cfg)
+            run = runs_dir / (f"seed{seed}" if len(seeds) > 1 else "") / f"test-{spk}"
+            t0 = time.time()
+            summary = train_run(cfg, run)
+            rep = evaluate_run(run, split="test")
+            p, y = test_probabilities(run)
+            probs[spk].append(p)
+            labels[spk] = y
+            rows.append({"test_speaker": spk, "accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"],
+                         "num_test": rep["num_samples"], "best_valid_acc": summary["best"]["valid_acc"],
+                         "best_epoch": summary["best"]["epoch"], "firing_rates": rep["firing_rates"],
+                         "train_seconds": round(time.time() - t0, 1)})
+            print(f"seed {seed} held out {spk:10s} accuracy {rep['accuracy']:.4f}", flush=True)
+    seed_means = {seed: statistics.mean(r["accuracy"] for r in rows) for seed, rows in per_seed.items()}
+    first = per_seed[seeds[0]]
+    accs = [r["accuracy"] for r in first]
+    result: Dict[str, Any] = {
         "benchmark": "fsdd_speaker_independent",
         "config": str(Path(args.config).resolve().relative_to(REPO)) if Path(args.config).resolve().is_relative_to(REPO) else args.config,
         "overrides": args.overrides,
-        "rows": rows,
+        "seeds": seeds,
+        "rows": first,  # the first seed's folds
         "mean_accuracy": statistics.mean(accs),
         "std_accuracy": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
         "num_params": summary.get("num_params"),
     }
+    if len(seeds) > 1:
+        ens = {spk: float((torch.stack(probs[spk]).mean(0).argmax(1) == labels[spk]).float().mean())
+               for spk in speakers}
+        result.update({
+            "per_seed": {str(k): v for k, v in per_seed.items()},
+            "seed_means": {str(k): v for k, v in seed_means.items()},
+            "mean_over_seeds": statistics.mean(seed_means.values()),
+            "std_over_seeds": statistics.pstdev(seed_means.values()),
+            "ensemble": {"per_speaker": ens, "mean_accuracy": statistics.mean(ens.values())},
+        })
     print()
-    print(f"| held-out speaker | test accuracy | F1 macro | test clips | train time (s) |")
-    print(f"|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['test_speaker']} | {r['accuracy']:.4f} | {r['f1_macro']:.4f} | {r['num_test']} | {r['train_seconds']} |")
-    print(f"| **mean** | **{result['mean_accuracy']:.4f}** ± {result['std_accuracy']:.4f} | | | |")
+    header = "| held-out speaker | " + " | ".join(f"seed {k}" for k in seeds)
+    header += " | ensemble |" if len(seeds) > 1 else " | F1 macro | test clips | train time (s) |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for i, spk in enumerate(speakers):
+        cells = " | ".join(f"{per_seed[k][i]['accuracy']:.4f}" for k in seeds)
+        if len(seeds) > 1:
+            print(f"| {spk} | {cells} | {result['ensemble']['per_speaker'][spk]:.4f} |")
+        else:
+            r = first[i]
+            print(f"| {spk} | {cells} | {r['f1_macro']:.4f} | {r['num_test']} | {r['train_seconds']} |")
+    means = " | ".join(f"**{seed_means[k]:.4f}**" for k in seeds)
+    if len(seeds) > 1:
+        print(f"| **mean** | {means} | **{result['ensemble']['mean_accuracy']:.4f}** |")
+        print(f"\nmean over seeds {result['mean_over_seeds']:.4f} ± {result['std_over_seeds']:.4f}")
+    else:
+        print(f"| **mean** | **{result['mean_accuracy']:.4f}** ± {result['std_accuracy']:.4f} | | | |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
