@@ -168,6 +168,10 @@ def test_time_stretch_identity_and_key():
     assert torch.equal(time_stretch(wave, 1.0, 8000), wave)
     with pytest.raises(ValueError, match="tempo"):
         time_stretch(wave, 0.0, 8000)
+    for n in (10, 63, 300):  # shorter than a hop, a window, a few windows
+        assert time_stretch(torch.randn(n), 0.8, 8000).shape == (round(n / 0.8),)
+        assert time_stretch(torch.randn(3, n), 1.25, 8000).shape == (3, round(n / 1.25))
+        assert vtlp_warp(torch.randn(2, n), 0.9, 8000).shape == (2, n)
     aug = build_augment({"tempo": [0.8, 1.25]})
     assert aug.tempo == (0.8, 1.25) and aug.has_wave and "tempo" in aug.active_keys()
     out = aug.wave(wave, 8000, 8000, aug.generator(0, 2))

@@ -192,7 +192,9 @@ def time_stretch(wave: Tensor, rate: float, sample_rate: int, window_ms: float =
     A phase vocoder: output frames (Hann window, hop a quarter of it) read the input's
     short-time magnitudes at ``rate`` times their own position, interpolated linearly
     between frames, and advance each bin's phase at the instantaneous frequency measured
-    there. The output has ``round(N / rate)`` samples. ``rate == 1`` returns a copy.
+    there. The output has ``round(N / rate)`` samples (a clip shorter than one hop is
+    resampled linearly instead; one of fewer than 2 samples is returned as is). ``rate == 1``
+    returns a copy.
     """
     rate = float(rate)
     if not rate > 0:
@@ -204,9 +206,11 @@ def time_stretch(wave: Tensor, rate: float, sample_rate: int, window_ms: float =
     spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
                       return_complex=True)  # [B, bins, frames]
     frames = spec.shape[-1]
-    if frames < 2:
-        return wave.clone()
     out_len = max(1, int(round(n / rate)))
+    if frames < 2:  # shorter than a hop: no spectrum to track, resample the samples
+        out = torch.nn.functional.interpolate(x[:, None], size=out_len, mode="linear",
+                                              align_corners=True)[:, 0]
+        return out.to(wave.dtype).reshape(*wave.shape[:-1], out_len)
     steps = torch.arange(0.0, frames - 1, rate, dtype=torch.float64)
     lo = steps.floor().long().clamp(max=frames - 2)
     frac = steps - lo.double()
