@@ -205,6 +205,7 @@ def cmd_spikify(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .convert.calibrate import CALIBRATIONS
     from .data import list_datasets
+    from .data.augment import AUGMENT_KEYS
     from .export.targets import list_targets
     from .features import FEATURES
     from .features.encoders import ENCODERS
@@ -212,7 +213,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .neurons import NEURONS, SURROGATES
     tables = {"datasets": list_datasets(), "features": FEATURES.list(), "encoders": ENCODERS.list(),
               "models": MODELS.list(), "neurons": NEURONS.list(), "surrogates": SURROGATES.list(),
-              "calibrations": CALIBRATIONS.list(), "targets": list(list_targets())}
+              "calibrations": CALIBRATIONS.list(), "targets": list(list_targets()),
+              "augment": [k for k in AUGMENT_KEYS if k != "seed"]}
     what = args.what
     if what and what not in tables:
         raise ValueError(f"unknown list {what!r}; choose from {', '.join(tables)}")
@@ -424,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     kd.set_defaults(func=cmd_distill)
 
     ls = sub.add_parser("list", help="list registered datasets, features, encoders, models, "
-                                     "neurons, surrogates, calibrations, chip targets")
+                                     "neurons, surrogates, calibrations, chip targets, augmentation keys")
     ls.add_argument("what", nargs="?", default=None)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)

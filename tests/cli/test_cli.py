@@ -422,11 +422,11 @@ def test_debug_env_shows_the_exception(cli, tmp_path, monkeypatch):
 def test_list_prints_all_registries(cli):
     res = cli("list")
     assert res.rc == 0, res.err
-    for name in ("radlif", "logmel", "synth", "boxcar", "snn", "delta", "mse", "xylo"):
+    for name in ("radlif", "logmel", "synth", "boxcar", "snn", "delta", "mse", "xylo", "vtlp"):
         assert name in res.out
     assert [line.split(":")[0] for line in res.out.splitlines()] == [
         "datasets", "features", "encoders", "models", "neurons", "surrogates", "calibrations",
-        "targets"]
+        "targets", "augment"]
 
 
 def test_list_json(cli):
@@ -436,7 +436,9 @@ def test_list_json(cli):
     assert isinstance(neurons, list) and {"lif", "adlif", "rlif", "radlif"} <= set(neurons)
     tables = json.loads(cli("list", "--json").out)
     assert set(tables) == {"datasets", "features", "encoders", "models", "neurons", "surrogates",
-                           "calibrations", "targets"}
+                           "calibrations", "targets", "augment"}
+    assert {"vtlp", "tempo", "speed", "noise_snr"} <= set(tables["augment"])
+    assert "seed" not in tables["augment"]
     assert tables["neurons"] == neurons
 
 
