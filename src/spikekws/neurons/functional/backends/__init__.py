@@ -7,7 +7,7 @@ build happens at the first fused call.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
@@ -71,3 +71,9 @@ def recurrent_weight_arg(w: Optional[torch.Tensor], x: torch.Tensor
     ok = (isinstance(w, torch.Tensor) and w.shape == (H, H) and w.dtype == x.dtype
           and w.device == x.device)
     return ok, (w.contiguous() if ok else None)
+
+
+def needs_grad(tensors: Sequence[Optional[torch.Tensor]]) -> bool:
+    """Whether a call on these tensors must record a backward (grad mode on and one of them
+    requires grad); otherwise the kernels run their forward without saving anything."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -30,13 +30,13 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from ..adlif import adlif_scan_torch
-from . import per_neuron, recurrent_weight_arg, state_field, surrogate_spec
+from . import needs_grad, per_neuron, recurrent_weight_arg, state_field, surrogate_spec
 from ..li import li_scan_torch
 from ..lif import lif_scan_torch
 from ..state import AdLIFState, LIFState, LIState
@@ -178,10 +178,6 @@ def _common_ok(x: Any, v_threshold: Any = 1.0) -> bool:
             and isinstance(v_threshold, (int, float)) and not isinstance(v_threshold, bool))
 
 
-def _needs_grad(tensors: Sequence[Optional[torch.Tensor]]) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 # --------------------------------------------------------------------------------------
 # Autograd functions
 # --------------------------------------------------------------------------------------
@@ -288,7 +284,7 @@ def lif_scan_cpp(x, state, alpha, surrogate, v_threshold=1.0, recurrent_weight=N
     T, H = x.shape[0], x.shape[-1]
     xs = x.reshape(T, -1, H).contiguous()
     theta = float(v_threshold)
-    if _needs_grad((xs, v0, s0, a, w)):
+    if needs_grad((xs, v0, s0, a, w)):
         spikes, v_last = _LIFScan.apply(xs, v0, s0, a, w, theta, bool(detach_reset), spec)
     else:
         spikes, v_last, _, _ = torch.ops.spikekws_scan.lif_forward(xs, v0, s0, a, w, theta, False)
@@ -315,7 +311,7 @@ def adlif_scan_cpp(x, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
     xs = x.reshape(T, -1, H).contiguous()
     theta = float(v_threshold)
     pa, pb, pA, pB = params
-    if _needs_grad((xs, v0, w0, s0, pa, pb, pA, pB, w)):
+    if needs_grad((xs, v0, w0, s0, pa, pb, pA, pB, w)):
         spikes, v_last, w_last = _AdLIFScan.apply(xs, v0, w0, s0, pa, pb, pA, pB, w, theta,
                                                   bool(detach_reset), spec)
     else:
@@ -339,7 +335,7 @@ def li_scan_cpp(x, state, alpha):
         return li_scan_torch(x, state, alpha)
     T, H = x.shape[0], x.shape[-1]
     xs = x.reshape(T, -1, H).contiguous()
-    if _needs_grad((xs, v0, a)):
+    if needs_grad((xs, v0, a)):
         trace = _LIScan.apply(xs, v0, a)
     else:
         trace = torch.ops.spikekws_scan.li_forward(xs, v0, a)
@@ -358,7 +354,7 @@ def linear_cpp(x, weight, bias=None):
                                   and bias.shape == (weight.shape[0],)))) or load() is None:
         return torch.nn.functional.linear(x, weight, bias)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
-    if _needs_grad((x2, weight, bias)):
+    if needs_grad((x2, weight, bias)):
         y = _EventLinear.apply(x2, weight, bias)
     else:
         y, _ = torch.ops.spikekws_scan.event_linear_forward(x2, weight, bias)
@@ -389,7 +385,7 @@ def dropout_cpp(x, p):
         return x
     seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64).item())
     xc = x.contiguous()
-    if _needs_grad((xc,)):
+    if needs_grad((xc,)):
         return _MaskedDropout.apply(xc, float(p), seed)
     return torch.ops.spikekws_scan.masked_dropout(xc, float(p), seed)
 

@@ -30,7 +30,7 @@ from torch.autograd.function import once_differentiable
 from ..adlif import adlif_scan_torch
 from ..lif import lif_scan_torch
 from ..state import AdLIFState, LIFState
-from . import per_neuron, recurrent_weight_arg, state_field, surrogate_spec
+from . import needs_grad, per_neuron, recurrent_weight_arg, state_field, surrogate_spec
 
 BLOCK = 256
 _kernels: Any = None
@@ -199,10 +199,6 @@ def _eligible(x, v_threshold) -> bool:
     return _load() is not None
 
 
-def _needs_grad(tensors) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def _run(x, state, params, recurrent_weight, v_threshold, detach_reset, spec, adapt):
     """None when an input is not covered (the caller then uses the reference)."""
     ps = [per_neuron(p, x) for p in params]
@@ -224,7 +220,7 @@ def _run(x, state, params, recurrent_weight, v_threshold, detach_reset, spec, ad
         (v0, s0), w0 = fields, None
         alpha, beta, a, b = ps[0], None, None, None
     theta = float(v_threshold)
-    if _needs_grad((xs, v0, w0, s0, alpha, beta, a, b, w)):
+    if needs_grad((xs, v0, w0, s0, alpha, beta, a, b, w)):
         spikes, v_last, w_last = _Scan.apply(xs, v0, w0, s0, alpha, beta, a, b, w, theta,
                                              bool(detach_reset), spec, adapt)
     else:
