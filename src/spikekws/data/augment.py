@@ -170,10 +170,23 @@ def warp_frequencies(freqs: Tensor, alpha: float, nyquist: float, boundary: floa
 
 
 def _stft_setup(wave: Tensor, sample_rate: int, window_ms: float):
-    """(x [B, N] float64, n_fft, hop, window) for the phase vocoders below."""
+    """(x [B, N] float64, its STFT [B, bins, frames], n_fft, hop, window) for the phase
+    vocoders below: Hann window of about ``window_ms`` (a power of two), hop a quarter."""
     n_fft = 1 << max(3, int(round(math.log2(window_ms * 1e-3 * sample_rate))))
     x = wave.reshape(-1, wave.shape[-1]).double()
-    return x, n_fft, n_fft // 4, torch.hann_window(n_fft, dtype=torch.float64)
+    hop, window = n_fft // 4, torch.hann_window(n_fft, dtype=torch.float64)
+    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
+                      return_complex=True)
+    return x, spec, n_fft, hop, window
+
+
+def _resynthesise(mag: Tensor, phase: Tensor, n_fft: int, hop: int, window: Tensor,
+                  length: int, like: Tensor) -> Tensor:
+    """Overlap-add of the spectra ``mag * exp(i phase)`` to ``length`` samples, in the
+    dtype and leading shape of the waveform ``like``."""
+    out = torch.istft(torch.polar(mag, phase), n_fft, hop, window=window, center=True,
+                      length=length)
+    return out.to(like.dtype).reshape(*like.shape[:-1], length)
 
 
 def _phase_advance(phase: Tensor, n_fft: int, hop: int) -> Tensor:
@@ -202,9 +215,7 @@ def time_stretch(wave: Tensor, rate: float, sample_rate: int, window_ms: float =
     n = wave.shape[-1]
     if rate == 1.0 or n < 2:
         return wave.clone()
-    x, n_fft, hop, window = _stft_setup(wave, sample_rate, window_ms)
-    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
-                      return_complex=True)  # [B, bins, frames]
+    x, spec, n_fft, hop, window = _stft_setup(wave, sample_rate, window_ms)
     frames = spec.shape[-1]
     out_len = max(1, int(round(n / rate)))
     if frames < 2:  # shorter than a hop: no spectrum to track, resample the samples
@@ -220,9 +231,7 @@ def time_stretch(wave: Tensor, rate: float, sample_rate: int, window_ms: float =
     inst = _phase_advance(phase, n_fft, hop)  # [B, bins, frames - 1]
     advance = inst[..., lo] * hop
     new_phase = torch.cat([phase[..., :1], phase[..., :1] + torch.cumsum(advance[..., :-1], -1)], -1)
-    out = torch.istft(torch.polar(new_mag, new_phase), n_fft, hop, window=window, center=True,
-                      length=out_len)
-    return out.to(wave.dtype).reshape(*wave.shape[:-1], out_len)
+    return _resynthesise(new_mag, new_phase, n_fft, hop, window, out_len, wave)
 
 
 def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 32.0) -> Tensor:
@@ -241,9 +250,7 @@ def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 3
     n = wave.shape[-1]
     if n < 2:
         return wave.clone()
-    x, n_fft, hop, window = _stft_setup(wave, sample_rate, window_ms)
-    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant",
-                      return_complex=True)  # [B, bins, frames]
+    _, spec, n_fft, hop, window = _stft_setup(wave, sample_rate, window_ms)
     bins = spec.shape[-2]
     nyquist = sample_rate / 2.0
     freqs = torch.linspace(0.0, nyquist, bins, dtype=torch.float64)
@@ -265,9 +272,7 @@ def vtlp_warp(wave: Tensor, alpha: float, sample_rate: int, window_ms: float = 3
     advance = out_hz * (2.0 * math.pi / sample_rate) * hop
     start = phase[..., near, :1]
     new_phase = torch.cat([start, start + torch.cumsum(advance, dim=-1)], dim=-1)
-    out = torch.istft(torch.polar(new_mag, new_phase), n_fft, hop, window=window, center=True,
-                      length=n)
-    return out.to(wave.dtype).reshape(*wave.shape[:-1], n)
+    return _resynthesise(new_mag, new_phase, n_fft, hop, window, n, wave)
 
 
 def mask_time_freq(
