@@ -105,9 +105,10 @@ def main() -> int:
             t0 = time.time()
             summary = train_run(cfg, run)
             rep = evaluate_run(run, split="test")
-            p, y = test_probabilities(run)
-            probs[spk].append(p)
-            labels[spk] = y
+            if len(seeds) > 1:  # per-clip probabilities only for the ensemble
+                p, y = test_probabilities(run)
+                probs[spk].append(p)
+                labels[spk] = y
             rows.append({"test_speaker": spk, "accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"],
                          "num_test": rep["num_samples"], "best_valid_acc": summary["best"]["valid_acc"],
                          "best_epoch": summary["best"]["epoch"], "firing_rates": rep["firing_rates"],
