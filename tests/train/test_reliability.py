@@ -39,13 +39,13 @@ def save(path, payload):
     if Path(path).name == "last.pt":
         state["saved"] = payload["epoch"]
 
-def loss(out, y):
+def loss(out, y, *args):
     if state["saved"] == 1 and out.requires_grad:
         state["calls"] += 1
         if state["calls"] == 2:
             marker.write_text("epoch 2, batch 2")
             time.sleep(300)
-    return real_loss(out, y)
+    return real_loss(out, y, *args)
 
 runner.save_checkpoint, runner.classification_loss = save, loss
 sys.exit(main(sys.argv[2:]))

@@ -58,6 +58,11 @@ class TrainConfig:
     scheduler_patience: int = 2
     scheduler_factor: float = 0.7
     grad_clip: Optional[float] = None
+    # Cross-entropy against targets smoothed towards uniform (0 = one-hot targets).
+    label_smoothing: float = 0.0
+    # Exponential moving average of the weights (0 = off, e.g. 0.998): validation, best.pt
+    # and evaluation use the averaged weights (spikekws.train.ema).
+    ema_decay: float = 0.0
     reg_factor: float = 0.5
     reg_fmin: float = 0.01
     reg_fmax: float = 0.2

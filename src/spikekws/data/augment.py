@@ -222,7 +222,10 @@ def time_stretch(wave: Tensor, rate: float, sample_rate: int, window_ms: float =
         out = torch.nn.functional.interpolate(x[:, None], size=out_len, mode="linear",
                                               align_corners=True)[:, 0]
         return out.to(wave.dtype).reshape(*wave.shape[:-1], out_len)
-    steps = torch.arange(0.0, frames - 1, rate, dtype=torch.float64)
+    # enough output frames for istft to cover out_len samples (center=True: hop * (n - 1));
+    # those reading past the last input frame repeat it
+    n_out = -(-out_len // hop) + 1
+    steps = (torch.arange(n_out, dtype=torch.float64) * rate).clamp(max=frames - 1)
     lo = steps.floor().long().clamp(max=frames - 2)
     frac = steps - lo.double()
     mag = spec.abs()

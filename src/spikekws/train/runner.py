@@ -168,11 +168,11 @@ def _check_writable(run_dir: Path, probe_bytes: int = 1 << 20) -> None:
 
 
 def checkpoint_bytes_estimate(model: nn.Module) -> int:
-    """Bytes that checkpointing needs at its peak: last.pt (weights + two Adam moments) and
-    best.pt (weights), each next to its temporary copy during the atomic replace."""
+    """Bytes that checkpointing needs at its peak: last.pt (weights, a weight average when
+    train.ema_decay is set, two Adam moments) and best.pt (weights), each next to its temporary copy during the atomic replace."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    return 2 * (2 * weights + 2 * params) + (1 << 20)
+    return 2 * (3 * weights + 2 * params) + (1 << 20)  # 3: weights, best and the EMA's
 
 
 def _check_disk_space(run_dir: Path, need: int) -> None:
@@ -215,17 +215,22 @@ def _validate_train_config(cfg: Config) -> None:
         raise ValueError(f"train.batch_size must be >= 1, got {t.batch_size}")
     if not t.lr > 0:
         raise ValueError(f"train.lr must be > 0, got {t.lr}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise ValueError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1) (0 turns it off), got {t.ema_decay}")
 
 
 def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoch: int,
                 device: torch.device, augment=None, loss_fn: Optional[Callable] = None,
                 desc: Optional[str] = None,
-                dctx: Optional[distributed.Context] = None) -> Tuple[float, int, int]:
+                dctx: Optional[distributed.Context] = None, ema=None) -> Tuple[float, int, int]:
     """One training epoch over ``(X, y)`` with the settings ``t`` (a ``TrainConfig``).
 
     -> (summed loss, correct predictions, samples). ``loss_fn(out, y, idx)`` replaces the
     classification loss (distillation passes one that reads the teacher's outputs at
-    ``idx``); the firing-rate regulariser is added to it. Per-epoch seeding makes an
+    ``idx``); the firing-rate regulariser is added to it. ``ema`` (a
+    :class:`~spikekws.train.ema.WeightEMA`) is updated after every optimiser step. Per-epoch seeding makes an
     epoch's randomness (shuffle, dropout, augmentation) independent of what ran before
     it, so a resumed run is bit-identical to an uninterrupted one.
 
@@ -249,7 +254,8 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
         if augment is not None:
             xb = augment(xb, aug_gen)
         out, rates = model(xb)
-        loss = classification_loss(out, yb) if loss_fn is None else loss_fn(out, yb, idx)
+        loss = (classification_loss(out, yb, getattr(t, "label_smoothing", 0.0)) if loss_fn is None
+                else loss_fn(out, yb, idx))
         total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
         if weight != 1.0:  # DDP averages over ranks: the whole batch's mean loss
             total = weight * total
@@ -258,6 +264,8 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
         if t.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
                                      f"lower train.lr or enable train.grad_clip")
@@ -340,6 +348,10 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     torch.manual_seed(cfg.train.seed)
     model = build_network(cfg, Xtr.shape[-1], info.num_classes).to(device)
     opt, sched = _make_optimizer(cfg, model)
+    ema = None
+    if cfg.train.ema_decay > 0:
+        from .ema import WeightEMA
+        ema = WeightEMA(model, cfg.train.ema_decay)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     need = checkpoint_bytes_estimate(model)
     _check_disk_space(run_dir, need)
@@ -352,6 +364,11 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None and ckpt.get("scheduler") is not None:
             sched.load_state_dict(ckpt["scheduler"])
+        if ema is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(f"cannot resume {run_dir}: train.ema_decay is set but "
+                                 f"{last_path} holds no weight average")
+            ema.load_state_dict(ckpt["ema"])
         start_epoch, history, best = ckpt["epoch"], list(ckpt["history"]), dict(ckpt["best"])
         if dctx.is_main:
             atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -376,9 +393,12 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
             Xtr, ytr = extract_features(train_data, frontend, device, t.eval_batch_size,
                                         t.progress, f"features train, epoch {epoch + 1}")
         loss_sum, correct, seen = train_epoch(train_model, opt, Xtr, ytr, t, epoch, device, augment,
-                                              dctx=dctx)
+                                              dctx=dctx, ema=ema)
         distributed.average_buffers(model, dctx)  # ranks evaluate and save the same model
-        val = _evaluate_arrays(model, Xva, yva, device, t.eval_batch_size)
+        if ema is not None:
+            distributed.average_buffers(ema.model, dctx)
+        eval_model = ema.model if ema is not None else model  # what best.pt will hold
+        val = _evaluate_arrays(eval_model, Xva, yva, device, t.eval_batch_size)
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val["acc"])
@@ -395,10 +415,12 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
             best = {"epoch": epoch + 1, "valid_acc": val["acc"], "valid_loss": val["loss"]}
         state = dict(meta, model=model.state_dict(), epoch=epoch + 1, history=history, best=best,
                      optimizer=opt.state_dict(),
-                     scheduler=sched.state_dict() if sched is not None else None)
+                     scheduler=sched.state_dict() if sched is not None else None,
+                     ema=ema.state_dict() if ema is not None else None)
         if improved and dctx.is_main:
-            save_checkpoint(run_dir / "checkpoints" / "best.pt",
-                            {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+            best_state = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "ema")}
+            best_state["model"] = eval_model.state_dict()
+            save_checkpoint(run_dir / "checkpoints" / "best.pt", best_state)
         if dctx.is_main:  # only rank 0 writes the run directory
             save_checkpoint(last_path, state)
             atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -422,7 +444,10 @@ def load_run(run_dir: PathLike, checkpoint: str = "best"):
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
     model = build_network(cfg, ckpt["in_features"], len(ckpt["info"]["labels"]))
-    model.load_state_dict(ckpt["model"])
+    # With train.ema_decay, best.pt holds the averaged weights and last.pt the raw ones
+    # next to the average: either way the averaged weights are the run's model.
+    ema = ckpt.get("ema")
+    model.load_state_dict(ema["model"] if ema else ckpt["model"])
     model.eval()
     return cfg, ckpt["info"], model, ckpt
 
