@@ -11,6 +11,10 @@ each seed's mean, the mean and spread over seeds, and the accuracy of the seeds'
 (class probabilities averaged per clip), which is not the single network the target is
 about and is reported next to it.
 
+``--train-speakers N`` trains on N of the other speakers only (``train_speakers``), once per
+N-subset, and reports each held-out speaker's mean over its subsets: a learning curve over
+the number of training speakers (N = 1, 2 next to the default, all the others).
+
 With a ``mix`` config (e.g. ``--config configs/fsdd_mix.yaml --out
 benchmarks/results/fsdd_speaker_mix.json``) the FSDD settings go to the mix's primary
 dataset, and every ``synth`` extra dataset whose folder is missing is generated first
@@ -19,6 +23,7 @@ dataset, and every ``synth`` extra dataset whose folder is missing is generated 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -71,6 +76,8 @@ def main() -> int:
     ap.add_argument("--runs", default=None, help="keep run folders here (default: a temp folder)")
     ap.add_argument("--seeds", default="", help="comma-separated train.seed values, e.g. 0,1,2 "
                     "(default: the config's seed)")
+    ap.add_argument("--train-speakers", type=int, default=0,
+                    help="train on N of the other speakers, every N-subset in turn (default: all)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -83,6 +90,17 @@ def main() -> int:
         print(f"FSDD not found at {root}; nothing to do", file=sys.stderr)
         return 1
     speakers = [s for s in args.speakers.split(",") if s]
+    n_train = args.train_speakers
+    if n_train and not 1 <= n_train <= len(speakers) - 1:
+        print(f"--train-speakers must be between 1 and {len(speakers) - 1}", file=sys.stderr)
+        return 2
+
+    def subsets(spk: str) -> List[Tuple[str, ...]]:
+        """Training speaker sets for held-out ``spk``; () = every other speaker."""
+        if not n_train:
+            return [()]
+        return list(itertools.combinations([s for s in speakers if s != spk], n_train))
+
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     seed_override = bool(seeds)
     seeds = seeds or [load_config(args.config, args.overrides).train.seed]
@@ -90,30 +108,44 @@ def main() -> int:
     is_mix = load_config(args.config).data.name == "mix"
     prefix = "data.options.primary.options" if is_mix else "data.options"
     per_seed: Dict[int, List[Dict[str, Any]]] = {}
-    probs: Dict[str, List[torch.Tensor]] = {spk: [] for spk in speakers}
-    labels: Dict[str, torch.Tensor] = {}
+    probs: Dict[Tuple[str, Tuple[str, ...]], List[torch.Tensor]] = {}
+    labels: Dict[Tuple[str, Tuple[str, ...]], torch.Tensor] = {}
     summary: Dict[str, Any] = {}
     for seed in seeds:
         rows = per_seed.setdefault(seed, [])
         for spk in speakers:
-            cfg = load_config(args.config, [f"data.root={root}", f"{prefix}.test_speakers={spk}",
-                                            "train.progress=false", *args.overrides,
-                                            *([f"train.seed={seed}"] if seed_override else [])])
-            if is_mix:
-                ensure_synth_extras(cfg)
-            run = runs_dir / (f"seed{seed}" if len(seeds) > 1 else "") / f"test-{spk}"
-            t0 = time.time()
-            summary = train_run(cfg, run)
-            rep = evaluate_run(run, split="test")
-            if len(seeds) > 1:  # per-clip probabilities only for the ensemble
-                p, y = test_probabilities(run)
-                probs[spk].append(p)
-                labels[spk] = y
-            rows.append({"test_speaker": spk, "accuracy": rep["accuracy"], "f1_macro": rep["f1_macro"],
-                         "num_test": rep["num_samples"], "best_valid_acc": summary["best"]["valid_acc"],
-                         "best_epoch": summary["best"]["epoch"], "firing_rates": rep["firing_rates"],
-                         "train_seconds": round(time.time() - t0, 1)})
-            print(f"seed {seed} held out {spk:10s} accuracy {rep['accuracy']:.4f}", flush=True)
+            folds = []
+            for train_set in subsets(spk):
+                cfg = load_config(args.config, [
+                    f"data.root={root}", f"{prefix}.test_speakers={spk}", "train.progress=false",
+                    *([f"{prefix}.train_speakers=[{','.join(train_set)}]"] if train_set else []),
+                    *args.overrides, *([f"train.seed={seed}"] if seed_override else [])])
+                if is_mix:
+                    ensure_synth_extras(cfg)
+                run = (runs_dir / (f"seed{seed}" if len(seeds) > 1 else "") / f"test-{spk}"
+                       / ("train-" + "-".join(train_set) if train_set else ""))
+                t0 = time.time()
+                summary = train_run(cfg, run)
+                rep = evaluate_run(run, split="test")
+                if len(seeds) > 1:  # per-clip probabilities only for the ensemble
+                    p, y = test_probabilities(run)
+                    probs.setdefault((spk, train_set), []).append(p)
+                    labels[(spk, train_set)] = y
+                folds.append({"train_speakers": list(train_set), "accuracy": rep["accuracy"],
+                              "f1_macro": rep["f1_macro"], "num_test": rep["num_samples"],
+                              "best_valid_acc": summary["best"]["valid_acc"],
+                              "best_epoch": summary["best"]["epoch"],
+                              "firing_rates": rep["firing_rates"],
+                              "train_seconds": round(time.time() - t0, 1)})
+                print(f"seed {seed} held out {spk:10s} accuracy {rep['accuracy']:.4f}"
+                      + (f"  (trained on {', '.join(train_set)})" if train_set else ""), flush=True)
+            row = {"test_speaker": spk, **{k: statistics.mean(f[k] for f in folds)
+                                           for k in ("accuracy", "f1_macro", "best_valid_acc")},
+                   "num_test": folds[0]["num_test"],
+                   "train_seconds": round(sum(f["train_seconds"] for f in folds), 1)}
+            row.update({"best_epoch": folds[0]["best_epoch"], "firing_rates": folds[0]["firing_rates"]}
+                       if not n_train else {"subsets": folds})
+            rows.append(row)
     seed_means = {seed: statistics.mean(r["accuracy"] for r in rows) for seed, rows in per_seed.items()}
     first = per_seed[seeds[0]]
     accs = [r["accuracy"] for r in first]
@@ -122,14 +154,16 @@ def main() -> int:
         "config": str(Path(args.config).resolve().relative_to(REPO)) if Path(args.config).resolve().is_relative_to(REPO) else args.config,
         "overrides": args.overrides,
         "seeds": seeds,
+        "train_speakers": n_train or len(speakers) - 1,
         "rows": first,  # the first seed's folds
         "mean_accuracy": statistics.mean(accs),
         "std_accuracy": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
         "num_params": summary.get("num_params"),
     }
     if len(seeds) > 1:
-        ens = {spk: float((torch.stack(probs[spk]).mean(0).argmax(1) == labels[spk]).float().mean())
-               for spk in speakers}
+        ens = {spk: statistics.mean(
+            float((torch.stack(probs[(spk, ts)]).mean(0).argmax(1) == labels[(spk, ts)]).float().mean())
+            for ts in subsets(spk)) for spk in speakers}
         result.update({
             "per_seed": {str(k): v for k, v in per_seed.items()},
             "seed_means": {str(k): v for k, v in seed_means.items()},

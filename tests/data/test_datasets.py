@@ -257,6 +257,37 @@ def test_fsdd_speaker_split(fsdd_tree):
     assert_disjoint(by_spk)
 
 
+def test_fsdd_train_speakers_leave_the_others_out(fsdd_tree):
+    one = build_splits("fsdd", fsdd_tree, split_mode="speaker", test_speakers="bob",
+                       train_speakers="carol")
+    assert {fsdd_speaker(p) for p in paths_of(one["train"])} == {"carol"}
+    assert {fsdd_speaker(p) for p in paths_of(one["valid"])} == {"carol"}
+    assert {fsdd_speaker(p) for p in paths_of(one["test"])} == {"bob"}
+    assert [len(one[s]) for s in SPLITS] == [70, 50, 120]
+    assert_disjoint(one)
+    both = build_splits("fsdd", fsdd_tree, split_mode="speaker", test_speakers="bob",
+                        train_speakers=["alice", "carol"])
+    full = build_splits("fsdd", fsdd_tree, split_mode="speaker", test_speakers="bob")
+    for split in SPLITS:
+        assert paths_of(both[split]) == paths_of(full[split])
+    # with valid speakers, train_speakers only restricts train
+    vs = build_splits("fsdd", fsdd_tree, split_mode="speaker", test_speakers="bob",
+                      valid_speakers="alice", train_speakers="carol")
+    assert {fsdd_speaker(p) for p in paths_of(vs["train"])} == {"carol"}
+    assert [len(vs[s]) for s in SPLITS] == [120, 120, 120]
+    with pytest.raises(ValueError, match="also test or valid"):
+        build_dataset("fsdd", fsdd_tree, "train", split_mode="speaker", test_speakers="bob",
+                      train_speakers="bob,carol")
+    with pytest.raises(ValueError, match="unknown speaker.*zed"):
+        build_dataset("fsdd", fsdd_tree, "train", split_mode="speaker", test_speakers="bob",
+                      train_speakers="zed")
+    with pytest.raises(ValueError, match="no training speakers"):
+        build_dataset("fsdd", fsdd_tree, "train", split_mode="speaker", test_speakers="bob",
+                      train_speakers=[])
+    with pytest.raises(ValueError, match="split_mode='speaker'"):
+        build_dataset("fsdd", fsdd_tree, "train", train_speakers="bob")
+
+
 def test_fsdd_speaker_errors(fsdd_tree):
     with pytest.raises(ValueError, match="alice, bob, carol") as err:
         build_dataset("fsdd", fsdd_tree, "test", split_mode="speaker", test_speakers="theo")

@@ -60,6 +60,9 @@ class TrainConfig:
     grad_clip: Optional[float] = None
     # Cross-entropy against targets smoothed towards uniform (0 = one-hot targets).
     label_smoothing: float = 0.0
+    # Mixup (Zhang et al. 2018): each training batch is blended with a shuffled copy of
+    # itself, features and loss, with weight lam ~ Beta(mixup, mixup) (0 = off).
+    mixup: float = 0.0
     # Exponential moving average of the weights (0 = off, e.g. 0.998): validation, best.pt
     # and evaluation use the averaged weights (spikekws.train.ema).
     ema_decay: float = 0.0

@@ -18,7 +18,11 @@ Options:
         training speakers is train. Speakers are names, a list or a comma-separated
         string; an unknown name raises ValueError listing the speakers found.
     valid_indices (None): ints, ``range``, or a string like ``"5-9"`` / ``"5,6,7"``.
-    test_speakers, valid_speakers: only for ``split_mode="speaker"``.
+    train_speakers (None): with ``split_mode="speaker"``, only these speakers' recordings
+        form train (and validation, when no ``valid_speakers`` are given); the speakers that
+        are neither test, valid nor train are left out. None: every other speaker. For
+        learning curves over the number of training speakers.
+    test_speakers, valid_speakers, train_speakers: only for ``split_mode="speaker"``.
 
 ``has_valid`` is False: FSDD has no official validation split, the one above is carved
 out of the training data.
@@ -98,6 +102,7 @@ class FSDDLoader(DatasetLoader):
         "valid_indices": None,
         "test_speakers": None,
         "valid_speakers": None,
+        "train_speakers": None,
     }
     allow_multichannel = False
 
@@ -120,7 +125,7 @@ class FSDDLoader(DatasetLoader):
 
     @staticmethod
     def _official(opts: Dict[str, Any]):
-        for name in ("test_speakers", "valid_speakers"):
+        for name in ("test_speakers", "valid_speakers", "train_speakers"):
             if opts[name] is not None:
                 raise ValueError(f"fsdd: {name} is only used with split_mode='speaker'")
         if opts["valid_indices"] is None:
@@ -146,7 +151,9 @@ class FSDDLoader(DatasetLoader):
         speakers = sorted({r.speaker for r in recordings})
         test = set(name_list(opts["test_speakers"], "test_speakers") or ("theo",))
         valid_sp = set(name_list(opts["valid_speakers"], "valid_speakers"))
-        unknown = sorted((test | valid_sp) - set(speakers))
+        train_sp = (set(name_list(opts["train_speakers"], "train_speakers"))
+                    if opts["train_speakers"] is not None else None)
+        unknown = sorted((test | valid_sp | (train_sp or set())) - set(speakers))
         if unknown:
             raise ValueError(
                 f"fsdd: unknown speaker(s) {', '.join(unknown)}; "
@@ -155,7 +162,12 @@ class FSDDLoader(DatasetLoader):
         both = sorted(test & valid_sp)
         if both:
             raise ValueError(f"fsdd: speaker(s) {', '.join(both)} are both test and valid speakers")
-        if not set(speakers) - test - valid_sp:
+        if train_sp is not None:
+            clash = sorted(train_sp & (test | valid_sp))
+            if clash:
+                raise ValueError(f"fsdd: speaker(s) {', '.join(clash)} are train speakers and "
+                                 "also test or valid speakers")
+        if not (train_sp if train_sp is not None else set(speakers) - test - valid_sp):
             raise ValueError(
                 f"fsdd: no training speakers left (found: {', '.join(speakers)}; "
                 f"test: {', '.join(sorted(test))}; valid: {', '.join(sorted(valid_sp)) or '-'})"
@@ -170,8 +182,10 @@ class FSDDLoader(DatasetLoader):
         def assign(r: Recording) -> str:
             if r.speaker in test:
                 return "test"
-            if r.speaker in valid_sp or r.index in valid_idx:
+            if r.speaker in valid_sp:
                 return "valid"
-            return "train"
+            if train_sp is not None and r.speaker not in train_sp:
+                return "unused"
+            return "valid" if r.index in valid_idx else "train"
 
         return assign

@@ -217,6 +217,8 @@ def _validate_train_config(cfg: Config) -> None:
         raise ValueError(f"train.lr must be > 0, got {t.lr}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise ValueError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if not t.mixup >= 0.0:
+        raise ValueError(f"train.mixup must be >= 0 (0 turns it off), got {t.mixup}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ValueError(f"train.ema_decay must be in [0, 1) (0 turns it off), got {t.ema_decay}")
 
@@ -253,9 +255,18 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
         xb, yb = X[idx].to(device), y[idx].to(device)
         if augment is not None:
             xb = augment(xb, aug_gen)
+        mix = None
+        if getattr(t, "mixup", 0.0) > 0 and loss_fn is None:
+            xb, mix = mixup_batch(xb, t.mixup, aug_gen)
         out, rates = model(xb)
-        loss = (classification_loss(out, yb, getattr(t, "label_smoothing", 0.0)) if loss_fn is None
-                else loss_fn(out, yb, idx))
+        if loss_fn is not None:
+            loss = loss_fn(out, yb, idx)
+        else:
+            smooth = getattr(t, "label_smoothing", 0.0)
+            loss = classification_loss(out, yb, smooth)
+            if mix is not None:
+                lam, perm = mix
+                loss = lam * loss + (1.0 - lam) * classification_loss(out, yb[perm], smooth)
         total = loss + t.reg_factor * firing_rate_regularizer(rates, t.reg_fmin, t.reg_fmax)
         if weight != 1.0:  # DDP averages over ranks: the whole batch's mean loss
             total = weight * total
@@ -278,6 +289,17 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
         loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], dctx, device)
         correct, seen = int(correct), int(seen)
     return loss_sum, correct, seen
+
+
+def mixup_batch(x: torch.Tensor, alpha: float, gen: torch.Generator
+                ) -> Tuple[torch.Tensor, Tuple[float, torch.Tensor]]:
+    """Mixup of a batch ``x [B, ...]`` with a permutation of itself:
+    ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)``, both drawn from
+    ``gen``. -> (mixed batch, (lam, perm)); the loss is mixed with the same weights."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    return lam * x + (1.0 - lam) * x[perm], (lam, perm)
 
 
 def improves(val: Dict[str, Any], best: Dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""Weight averaging (train.ema_decay) and label smoothing (train.label_smoothing)."""
+"""Weight averaging (train.ema_decay), label smoothing (train.label_smoothing) and mixup
+(train.mixup)."""
 from __future__ import annotations
 
 import math
@@ -70,7 +71,38 @@ def test_label_smoothing_matches_the_smoothed_cross_entropy():
         classification_loss(logits, y, 1.0)
 
 
-@pytest.mark.parametrize("key,value", [("train.ema_decay", "1.0"), ("train.label_smoothing", "-0.1")])
+def test_mixup_blends_the_batch_with_a_permutation_of_itself():
+    x = torch.randn(16, 5, 3, dtype=torch.float64)
+    mixed, (lam, perm) = runner.mixup_batch(x, 0.4, torch.Generator().manual_seed(3))
+    assert 0.0 < lam < 1.0
+    assert sorted(perm.tolist()) == list(range(16)) and not torch.equal(perm, torch.arange(16))
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm], rtol=0, atol=1e-15)
+    again, (lam2, perm2) = runner.mixup_batch(x, 0.4, torch.Generator().manual_seed(3))
+    assert lam2 == lam and torch.equal(perm2, perm) and torch.equal(again, mixed)
+    # Beta(alpha, alpha): small alpha keeps lam near 0 or 1, large alpha near 0.5
+    gen = torch.Generator().manual_seed(0)
+    small = [runner.mixup_batch(x, 0.1, gen)[1][0] for _ in range(200)]
+    large = [runner.mixup_batch(x, 50.0, gen)[1][0] for _ in range(200)]
+    assert sum(min(v, 1 - v) < 0.1 for v in small) > 120
+    assert all(0.3 < v < 0.7 for v in large)
+
+
+def test_mixup_changes_training_and_stays_reproducible(tmp_path, tiny_root):
+    import json
+
+    def history(name, *extra):
+        run = tmp_path / name
+        assert run_cli(["-q", "train", "--out", run, *tiny_args(tiny_root, "train.epochs=2", *extra)]).rc == 0
+        rows = [json.loads(r) for r in (run / "history.jsonl").read_text().splitlines()]
+        return [(r["train_loss"], r["valid_loss"]) for r in rows]
+
+    plain, mixed = history("plain"), history("mixed", "train.mixup=0.4")
+    assert mixed != plain
+    assert history("mixed-again", "train.mixup=0.4") == mixed
+
+
+@pytest.mark.parametrize("key,value", [("train.ema_decay", "1.0"), ("train.label_smoothing", "-0.1"),
+                                       ("train.mixup", "-1")])
 def test_bad_ema_or_smoothing_is_one_error_line(tmp_path, tiny_root, key, value):
     res = run_cli(["-q", "train", "--out", tmp_path / "run", *tiny_args(tiny_root, f"{key}={value}")])
     assert res.rc == 2
