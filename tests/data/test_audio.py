@@ -136,3 +136,32 @@ def test_fix_length_batch_and_errors():
         fix_length(x, 0)
     with pytest.raises(TypeError):
         fix_length(x, 2.5)
+
+
+def test_trim_silence_cuts_quiet_edges_and_keeps_inner_pauses():
+    from spikekws.data.audio import trim_silence
+
+    sr = 8000
+    g = torch.Generator().manual_seed(0)
+    quiet = lambda n: 1e-3 * torch.randn(n, generator=g)  # -60 dB against the tone
+    tone = lambda n: torch.sin(2 * torch.pi * 440 * torch.arange(n) / sr)
+    wave = torch.cat([quiet(2400), tone(1600), quiet(800), tone(1600), quiet(3200)])
+    out = trim_silence(wave, sr, top_db=40)
+    # the output is a slice of the input: find where it starts
+    starts = [i for i in range(wave.shape[0] - out.shape[0] + 1)
+              if torch.equal(wave[i:i + out.shape[0]], out)]
+    assert len(starts) == 1
+    start, end = starts[0], starts[0] + out.shape[0]
+    # tones at [2400, 4000) and [4800, 6400); 25 ms frames (200 samples) every 10 ms: the
+    # cut lands within one frame outside the tones, and the pause between them is kept
+    assert 2400 - 200 <= start <= 2400
+    assert 6400 <= end <= 6400 + 200
+    # a lower threshold keeps the quiet parts
+    assert trim_silence(wave, sr, top_db=80).shape == wave.shape
+    # nothing to trim: silent, too short
+    assert torch.equal(trim_silence(torch.zeros(4000), sr), torch.zeros(4000))
+    assert trim_silence(torch.ones(100), sr).shape == (100,)
+    with pytest.raises(ValueError, match="trim_db"):
+        trim_silence(wave, sr, top_db=0)
+    with pytest.raises(ValueError, match="1-D"):
+        trim_silence(wave[None], sr)

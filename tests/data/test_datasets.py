@@ -304,6 +304,39 @@ def test_fsdd_speaker_errors(fsdd_tree):
         )
 
 
+def test_trim_db_trims_every_split_before_padding(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from spikekws.data.audio import fix_length, load_audio, trim_silence
+
+    root = tmp_path / "fsdd"
+    root.mkdir()
+    sr = 8000
+    rng = np.random.default_rng(0)
+    for d in range(10):
+        for k in range(7):  # 0-4 test, 5 valid, 6 train
+            # 0.3 s of faint noise, 0.2 s tone, 0.1 s faint noise: trimmed, the tone is centred
+            noise = lambda n: 1e-3 * rng.standard_normal(n)
+            tone = 0.5 * np.sin(2 * np.pi * (300 + 50 * d) * np.arange(1600) / sr)
+            sf.write(str(root / f"{d}_x_{k}.wav"), np.concatenate([noise(2400), tone, noise(800)]),
+                     sr, subtype="PCM_16")
+    for split in ("train", "valid", "test"):
+        plain = build_dataset("fsdd", root, split, valid_indices="5")
+        trimmed = build_dataset("fsdd", root, split, valid_indices="5", trim_db=40)
+        path = trimmed.items[0][0]
+        raw = load_audio(path, expected_sample_rate=sr)
+        expect = fix_length(trim_silence(raw - raw.mean(), sr, 40.0), 8000)
+        assert torch.equal(trimmed[0][0], expect)
+        assert not torch.equal(plain[0][0], expect)
+        # the tone now sits in the middle of the 1 s clip
+        loud = torch.nonzero(trimmed[0][0].abs() > 0.1).flatten()
+        assert abs((loud[0] + loud[-1]).item() / 2 - 4000) < 150
+    for bad in (0, -10, "40", True):
+        with pytest.raises(ValueError, match="trim_db"):
+            build_dataset("fsdd", root, "train", trim_db=bad)
+
+
 def test_fsdd_files_directly_in_root(tmp_path, make_wav):
     root = write_fsdd(make_wav, tmp_path / "flat", speakers=("x",), indices=range(6))
     (root / "README.wav").write_bytes(b"not a recording")  # ignored: name does not match

@@ -240,3 +240,8 @@ def test_bad_options(shd_root):
         dataset_info("shd", shd_root, pool=701)
     with pytest.raises(ValueError, match="valid_fraction"):
         build_dataset("shd", shd_root, "valid", valid_fraction=1.5)
+
+
+def test_trim_db_is_refused_for_spike_data(shd_root):
+    with pytest.raises(ValueError, match="trim_db applies to audio"):
+        build_dataset("shd", shd_root, "test", trim_db=40)

@@ -168,6 +168,37 @@ def load_audio(
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
 
 
+def trim_silence(wave: torch.Tensor, sample_rate: int, top_db: float = 40.0,
+                 frame_ms: float = 25.0, hop_ms: float = 10.0) -> torch.Tensor:
+    """Cut the leading and trailing stretches of ``wave [N]`` that are quieter than the
+    loudest frame by more than ``top_db`` dB.
+
+    Frame RMS over ``frame_ms`` windows every ``hop_ms``; the kept span runs from the start
+    of the first frame within ``top_db`` of the loudest to the end of the last one (the
+    rule of ``librosa.effects.trim``). Silence inside the signal is kept. A signal without
+    energy, or shorter than a frame, is returned unchanged.
+    """
+    if wave.dim() != 1:
+        raise ValueError(f"trim_silence expects a 1-D waveform, got shape {tuple(wave.shape)}")
+    if not top_db > 0:
+        raise ValueError(f"trim_db must be > 0, got {top_db!r}")
+    frame = max(1, int(round(frame_ms * 1e-3 * sample_rate)))
+    hop = max(1, int(round(hop_ms * 1e-3 * sample_rate)))
+    n = wave.shape[0]
+    if n < frame:
+        return wave
+    frames = wave.double().unfold(0, frame, hop)  # [F, frame]
+    rms = frames.pow(2).mean(1).sqrt()
+    peak = rms.max()
+    if not peak > 0:
+        return wave
+    loud = torch.nonzero(rms >= peak * 10.0 ** (-float(top_db) / 20.0)).flatten()
+    start = int(loud[0]) * hop
+    last = int(loud[-1])  # the samples after the last whole frame go with it
+    end = n if last == rms.shape[0] - 1 else min(n, last * hop + frame)
+    return wave[start:end]
+
+
 def fix_length(wave: torch.Tensor, num_samples: int, mode: str = "center") -> torch.Tensor:
     """Zero-pad or crop the last dimension of ``wave`` to exactly ``num_samples``.
 

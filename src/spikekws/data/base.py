@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from .audio import AudioError, check_audio, fix_length, load_audio
+from .audio import AudioError, check_audio, fix_length, load_audio, trim_silence
 
 
 #: Values of :attr:`DatasetInfo.kind`.
@@ -95,6 +95,9 @@ class AudioDataset(Dataset):
             "train" split only; ignored for "valid"/"test". Each item gets its own
             generator seeded from ``(augment.seed, epoch, index)`` (:meth:`set_epoch`), so
             results do not depend on worker processes or reading order.
+        trim_db: if set, leading and trailing audio quieter than the loudest 25 ms frame
+            by more than this many dB is cut before cropping/padding
+            (:func:`~spikekws.data.audio.trim_silence`), in every split.
     """
 
     def __init__(
@@ -106,8 +109,10 @@ class AudioDataset(Dataset):
         allow_multichannel: bool = True,
         length_mode: str = "center",
         augment: Optional[Any] = None,
+        trim_db: Optional[float] = None,
     ) -> None:
         self.info = info
+        self.trim_db = None if trim_db is None else float(trim_db)
         self.split = check_split(split)
         self.on_error = check_on_error(on_error)
         self.allow_multichannel = bool(allow_multichannel)
@@ -189,6 +194,8 @@ class AudioDataset(Dataset):
         """
         if wave.numel():
             wave = wave - wave.mean()
+        if self.trim_db is not None and wave.dim() == 1:
+            wave = trim_silence(wave, self.info.sample_rate, self.trim_db)
         if self.augment is None:
             return fix_length(wave, self.info.clip_samples, self.length_mode)
         rng = self.augment.generator(self.epoch, index)

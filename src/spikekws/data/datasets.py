@@ -53,8 +53,10 @@ Items = List[Tuple[Path, int]]
 DATASETS: Registry[Any] = Registry("dataset")
 
 #: Options every :class:`DatasetLoader` accepts, with their defaults. ``augment`` is a
-#: spec for :func:`~spikekws.data.augment.build_augment` (train split only).
-COMMON_OPTIONS: Mapping[str, Any] = {"on_error": "raise", "augment": None}
+#: spec for :func:`~spikekws.data.augment.build_augment` (train split only); ``trim_db``
+#: cuts leading/trailing audio quieter than the loudest frame by that many dB
+#: (:func:`~spikekws.data.audio.trim_silence`, every split; None: off).
+COMMON_OPTIONS: Mapping[str, Any] = {"on_error": "raise", "augment": None, "trim_db": None}
 
 
 class DatasetLoader:
@@ -91,6 +93,11 @@ class DatasetLoader:
         opts = dict(known)
         opts.update(options)
         check_on_error(opts["on_error"])
+        if opts["trim_db"] is not None and (isinstance(opts["trim_db"], bool) or
+                                            not isinstance(opts["trim_db"], (int, float)) or
+                                            not opts["trim_db"] > 0):
+            raise ValueError(f"dataset {self.name!r}: trim_db must be a number of dB > 0 "
+                             f"(or null), got {opts['trim_db']!r}")
         if opts["augment"] is not None:
             from .augment import build_augment
 
@@ -128,6 +135,7 @@ class DatasetLoader:
             on_error=opts["on_error"],
             allow_multichannel=self.allow_multichannel,
             augment=opts["augment"],
+            trim_db=opts["trim_db"],
         )
 
     # -- hooks -----------------------------------------------------------------------

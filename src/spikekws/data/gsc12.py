@@ -230,4 +230,5 @@ class GSC12Loader(GSCLoader):
         silence = self._silence(path, split, info, int(round(silence_fraction * len(items))),
                                 gain, seed, opts["on_error"])
         return GSC12Dataset(items, silence, info, split, on_error=opts["on_error"],
-                            allow_multichannel=self.allow_multichannel, augment=opts["augment"])
+                            allow_multichannel=self.allow_multichannel, augment=opts["augment"],
+                            trim_db=opts["trim_db"])

@@ -52,13 +52,13 @@ class MixDataset(AudioDataset):
 
     def __init__(self, items: Sequence[Tuple[Path, int]], sources: Sequence[Tuple[int, bool]],
                  info: DatasetInfo, split: str, on_error: str = "raise",
-                 augment: Optional[Any] = None) -> None:
+                 augment: Optional[Any] = None, trim_db: Optional[float] = None) -> None:
         if len(items) != len(sources):
             raise ValueError("MixDataset: items and sources must have the same length")
         self.sources: List[Tuple[int, bool]] = [(int(sr), bool(mc)) for sr, mc in sources]
         self._source_of = {Path(p): s for (p, _), s in zip(items, self.sources)}
         super().__init__(items, info, split, on_error="raise", allow_multichannel=True,
-                         augment=augment)
+                         augment=augment, trim_db=trim_db)
         self.on_error = on_error
         if on_error == "skip":
             self.drop_invalid()
@@ -211,7 +211,9 @@ class MixLoader(DatasetLoader):
                     items.extend(kept)
                     sources.extend([(extra_info.sample_rate, ds.allow_multichannel)] * len(kept))
         augment = opts["augment"] if opts["augment"] is not None else base.augment
-        return MixDataset(items, sources, info, split, on_error=opts["on_error"], augment=augment)
+        trim_db = opts["trim_db"] if opts["trim_db"] is not None else base.trim_db
+        return MixDataset(items, sources, info, split, on_error=opts["on_error"], augment=augment,
+                          trim_db=trim_db)
 
 
 __all__ = ["MixDataset", "MixLoader"]

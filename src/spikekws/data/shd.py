@@ -231,6 +231,8 @@ class SpikeLoader(DatasetLoader):
 
         check_split(split)
         opts = self.resolve_options(options)
+        if opts["trim_db"] is not None:
+            raise ValueError(f"dataset {self.name!r}: trim_db applies to audio, not to spike data")
         path = self.check_root(root)
         info = self._info(path, opts)
         files = self.split_files(path, opts)
