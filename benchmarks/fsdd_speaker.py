@@ -55,18 +55,6 @@ def ensure_synth_extras(cfg) -> None:
         generate(root, words=words, speakers=200, sample_rate=8000, workers=1, progress=False)
 
 
-def test_probabilities(run: Path) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities [N, C] of a run's best checkpoint on its test split, and labels."""
-    from spikekws.train.runner import build_data, build_frontend, extract_features, load_run, predict
-
-    cfg, info, model, _ = load_run(run, "best")
-    dev = torch.device("cpu")
-    data = build_data(cfg, "test")
-    X, y = extract_features(data, build_frontend(cfg, data.info.sample_rate).to(dev), dev)
-    out, _ = predict(model, X, dev, cfg.train.eval_batch_size)
-    return out.exp(), y
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "fsdd"))
@@ -126,11 +114,10 @@ def main() -> int:
                        / ("train-" + "-".join(train_set) if train_set else ""))
                 t0 = time.time()
                 summary = train_run(cfg, run)
-                rep = evaluate_run(run, split="test")
+                rep = evaluate_run(run, split="test", keep_outputs=len(seeds) > 1)
                 if len(seeds) > 1:  # per-clip probabilities only for the ensemble
-                    p, y = test_probabilities(run)
-                    probs.setdefault((spk, train_set), []).append(p)
-                    labels[(spk, train_set)] = y
+                    probs.setdefault((spk, train_set), []).append(rep["outputs"].exp())
+                    labels[(spk, train_set)] = rep["targets"]
                 folds.append({"train_speakers": list(train_set), "accuracy": rep["accuracy"],
                               "f1_macro": rep["f1_macro"], "num_test": rep["num_samples"],
                               "best_valid_acc": summary["best"]["valid_acc"],

@@ -177,3 +177,17 @@ def test_resume_refuses_a_checkpoint_without_the_average(tmp_path, tiny_run_copy
     res = run_cli(["-q", "train", "--out", tiny_run_copy, "--resume"])
     assert res.rc == 2
     assert "holds no weight average" in res.err and len(res.err.strip().splitlines()) == 1
+
+
+def test_evaluate_can_return_the_per_clip_outputs(tiny_run_copy):
+    import json
+
+    rep = runner.evaluate_run(tiny_run_copy, split="test", device="cpu", keep_outputs=True)
+    out, y = rep["outputs"], rep["targets"]
+    assert out.shape == (rep["num_samples"], 3) and y.shape == (rep["num_samples"],)
+    assert torch.allclose(out.exp().sum(1), torch.ones(len(y)), atol=1e-5)  # log-probabilities
+    assert (out.argmax(1) == y).double().mean().item() == rep["accuracy"]
+    written = json.loads((tiny_run_copy / "metrics.json").read_text())["test"]
+    assert "outputs" not in written and "targets" not in written
+    assert written["accuracy"] == rep["accuracy"]
+    assert "outputs" not in runner.evaluate_run(tiny_run_copy, split="test", device="cpu", write=False)

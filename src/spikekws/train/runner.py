@@ -168,8 +168,9 @@ def _check_writable(run_dir: Path, probe_bytes: int = 1 << 20) -> None:
 
 
 def checkpoint_bytes_estimate(model: nn.Module) -> int:
-    """Bytes that checkpointing needs at its peak: last.pt (weights, a weight average when
-    train.ema_decay is set, two Adam moments) and best.pt (weights), each next to its temporary copy during the atomic replace."""
+    """Bytes that checkpointing needs at its peak: last.pt (weights, room for a weight
+    average when train.ema_decay is set, two Adam moments) and best.pt (weights), each
+    next to its temporary copy during the atomic replace."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return 2 * (3 * weights + 2 * params) + (1 << 20)  # 3: weights, best and the EMA's
@@ -232,8 +233,8 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
     -> (summed loss, correct predictions, samples). ``loss_fn(out, y, idx)`` replaces the
     classification loss (distillation passes one that reads the teacher's outputs at
     ``idx``); the firing-rate regulariser is added to it. ``ema`` (a
-    :class:`~spikekws.train.ema.WeightEMA`) is updated after every optimiser step. Per-epoch seeding makes an
-    epoch's randomness (shuffle, dropout, augmentation) independent of what ran before
+    :class:`~spikekws.train.ema.WeightEMA`) is updated after every optimiser step.
+    Per-epoch seeding makes an epoch's randomness (shuffle, dropout, augmentation) independent of what ran before
     it, so a resumed run is bit-identical to an uninterrupted one.
 
     Under torchrun (``dctx`` enabled, ``model`` wrapped in DDP) each rank trains on its shard
@@ -256,13 +257,13 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
         if augment is not None:
             xb = augment(xb, aug_gen)
         mix = None
-        if getattr(t, "mixup", 0.0) > 0 and loss_fn is None:
+        if t.mixup > 0 and loss_fn is None:
             xb, mix = mixup_batch(xb, t.mixup, aug_gen)
         out, rates = model(xb)
         if loss_fn is not None:
             loss = loss_fn(out, yb, idx)
         else:
-            smooth = getattr(t, "label_smoothing", 0.0)
+            smooth = t.label_smoothing
             loss = classification_loss(out, yb, smooth)
             if mix is not None:
                 lam, perm = mix
@@ -477,8 +478,12 @@ def load_run(run_dir: PathLike, checkpoint: str = "best"):
 def evaluate_run(run_dir: PathLike, split: str = "test", dataset: Optional[str] = None,
                  root: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
                  checkpoint: str = "best", device: str = "auto", progress: bool = False,
-                 write: bool = True) -> Dict[str, Any]:
-    """Evaluate a trained run on a split; writes metrics.json, confusion PNG and report.md."""
+                 write: bool = True, keep_outputs: bool = False) -> Dict[str, Any]:
+    """Evaluate a trained run on a split; writes metrics.json, confusion PNG and report.md.
+
+    ``keep_outputs`` adds the per-clip model outputs (``"outputs"``, log-probabilities
+    ``[N, C]``) and true labels (``"targets"``, ``[N]``) to the returned report as tensors;
+    they are not written to metrics.json."""
     run_dir = Path(run_dir)
     cfg, info, model, ckpt = load_run(run_dir, checkpoint)
     if dataset is not None:
@@ -512,6 +517,8 @@ def evaluate_run(run_dir: PathLike, split: str = "test", dataset: Optional[str] 
         write_metrics(run_dir, split, report)
         from .report import write_report
         write_report(run_dir, split, report, ckpt.get("history", []))
+    if keep_outputs:
+        report.update(outputs=out, targets=y)
     return report
 
 
