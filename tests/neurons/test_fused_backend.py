@@ -313,6 +313,69 @@ def test_event_linear_matches_reference(outputs, shape, bias, density, dtype):
 
 
 @needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("outputs", [64, 100, 300], ids=["O64", "O100", "O300"])
+def test_event_linear_sums_in_input_order(outputs, dtype):
+    """The event product is bias + x[:, j] W[:, j] summed over j = 0, 1, ... in that order,
+    bit for bit, for every output width (full column chunks, single vectors, scalar tail),
+    for more rows than one block, and for any thread count."""
+    g = torch.Generator().manual_seed(11)
+    n, k = 600, 150
+    x = (torch.rand(n, k, generator=g) < 0.1).to(dtype) * (1 + torch.rand(n, k, generator=g).to(dtype))
+    w = torch.randn(outputs, k, generator=g).to(dtype)
+    b = torch.randn(outputs, generator=g).to(dtype)
+    expected = b.expand(n, outputs).clone()
+    expected_nobias = torch.zeros(n, outputs, dtype=dtype)
+    for j in range(k):  # one rounded product and one rounded sum per input, as the kernel
+        expected += x[:, j:j + 1] * w[:, j]
+        expected_nobias += x[:, j:j + 1] * w[:, j]
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            y, sparse = torch.ops.spikekws_scan.event_linear_forward(x, w, b)
+            assert sparse
+            assert torch.equal(y, expected), f"{t} thread(s)"
+            y0, _ = torch.ops.spikekws_scan.event_linear_forward(x, w, None)
+            assert torch.equal(y0, expected_nobias), f"{t} thread(s), no bias"
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_ext
+@pytest.mark.parametrize("isa", ["avx2", "default"])
+def test_event_linear_narrower_instruction_sets(isa, tmp_path):
+    """The AVX2 and portable builds of the event product give the same bits as the widest
+    one (SPIKEKWS_SCAN_ISA caps the instruction set the process picks)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from spikekws.neurons.functional.backends import cpp\n"
+        "assert cpp.load() is not None\n"
+        "g = torch.Generator().manual_seed(3)\n"
+        "x = (torch.rand(700, 90, generator=g) < 0.1).float()\n"
+        "w = torch.randn(333, 90, generator=g)\n"
+        "b = torch.randn(333, generator=g)\n"
+        "y, sparse = torch.ops.spikekws_scan.event_linear_forward(x, w, b)\n"
+        "assert sparse\n"
+        "torch.save(y, sys.argv[1])\n")
+    outs = {}
+    for name in ("native", isa):
+        env = dict(os.environ)
+        env.pop("SPIKEKWS_SCAN_ISA", None)
+        if name != "native":
+            env["SPIKEKWS_SCAN_ISA"] = name
+        out = tmp_path / f"{name}.pt"
+        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env, timeout=300)
+        outs[name] = torch.load(out)
+    assert torch.equal(outs["native"], outs[isa])
+
+
+@needs_ext
 def test_event_linear_without_grad_and_fallbacks():
     g = torch.Generator().manual_seed(6)
     x = (torch.rand(50, 4, 64, generator=g) < 0.05).float()

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <tuple>
@@ -138,31 +139,162 @@ constexpr double kSparseDensity = 0.2;
 #define SPIKEKWS_CLONES
 #endif
 
+// For the bodies of cloned functions: inlined into each clone, so that they are compiled for
+// its instruction set (a separate copy would be compiled for the default one).
+#if defined(__GNUC__)
+#define SPIKEKWS_INLINE __attribute__((always_inline)) inline
+#else
+#define SPIKEKWS_INLINE inline
+#endif
+
+// Sums of selected rows of a matrix, the core of every event-driven product:
+//   y[r, :] = init + sum_k vals[k] * wt[cols[k], :]   over the entries k of row r,
+// with the entries of each row in column order, so that every output element sums in the
+// same order as a plain loop over the non-zero inputs (and the result does not depend on
+// the thread count). Rows are taken in blocks of kEventRows: first the non-zero entries of
+// the block are listed (branch-free), then the outputs are computed in chunks of columns,
+// each row's chunk accumulated in registers while the slice of wt the chunk reads stays in
+// cache for the whole block. The product is bound by reading wt, so it is compiled for
+// several instruction sets (chunks of 8 vectors of the widest registers) and picked at run
+// time.
+constexpr int64_t kEventRows = 256;
+
 template <typename T>
-inline void sparse_product_rows(int64_t r0, int64_t r1, int64_t H, const T* s, const T* vt,
-                                T* out) {
-  for (int64_t r = r0; r < r1; ++r) {
-    T* o = out + r * H;
-    const T* sr = s + r * H;
-    std::fill(o, o + H, T(0));
-    for (int64_t j = 0; j < H; ++j) {
-      const T sj = sr[j];
-      if (sj == T(0)) continue;
-      const T* wj = vt + j * H;
-#pragma GCC ivdep
-      for (int64_t h = 0; h < H; ++h) o[h] += sj * wj[h];
+struct EventList {
+  std::vector<int32_t> cols;
+  std::vector<T> vals;
+  std::vector<int64_t> start;  // row r's entries: [start[r], start[r + 1])
+
+  // Lists the non-zero entries of rows [0, n) of x (row stride K).
+  void gather(int64_t n, int64_t K, const T* x) {
+    if (cols.size() < static_cast<size_t>(n * K)) {
+      cols.resize(static_cast<size_t>(n * K));
+      vals.resize(static_cast<size_t>(n * K));
+    }
+    start.resize(static_cast<size_t>(n + 1));
+    int32_t* c = cols.data();
+    T* v = vals.data();
+    int64_t k = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      start[r] = k;
+      const T* xr = x + r * K;
+      for (int64_t j = 0; j < K; ++j) {
+        const T xj = xr[j];
+        c[k] = static_cast<int32_t>(j);
+        v[k] = xj;
+        k += xj != T(0);
+      }
+    }
+    start[n] = k;
+  }
+};
+
+// One chunk of NV vectors of BYTES bytes: y[r, h .. h + NV * lanes) for rows [0, n).
+template <typename T, int BYTES, int NV>
+SPIKEKWS_INLINE void row_sums_chunk(int64_t n, const int64_t* start, const int32_t* cols,
+                                    const T* vals, const T* wt, int64_t O, const T* init,
+                                    T* y, int64_t h) {
+  typedef T V __attribute__((vector_size(BYTES)));
+  constexpr int64_t L = BYTES / static_cast<int64_t>(sizeof(T));
+  for (int64_t r = 0; r < n; ++r) {
+    V acc[NV];
+#pragma GCC unroll 16
+    for (int u = 0; u < NV; ++u) {
+      if (init != nullptr) {
+        std::memcpy(&acc[u], init + h + u * L, sizeof(V));
+      } else {
+        acc[u] = V{};
+      }
+    }
+    for (int64_t k = start[r]; k < start[r + 1]; ++k) {
+      const T* w = wt + static_cast<int64_t>(cols[k]) * O + h;
+      const V s = V{} + vals[k];
+#pragma GCC unroll 16
+      for (int u = 0; u < NV; ++u) {
+        V wv;
+        std::memcpy(&wv, w + u * L, sizeof(V));
+        acc[u] += s * wv;
+      }
+    }
+    T* o = y + r * O + h;
+#pragma GCC unroll 16
+    for (int u = 0; u < NV; ++u) std::memcpy(o + u * L, &acc[u], sizeof(V));
+  }
+}
+
+template <typename T, int BYTES>
+SPIKEKWS_INLINE void selected_row_sums(int64_t n, const int64_t* start, const int32_t* cols,
+                                       const T* vals, const T* wt, int64_t O, const T* init,
+                                       T* y) {
+  constexpr int64_t L = BYTES / static_cast<int64_t>(sizeof(T));
+  int64_t h = 0;
+  for (; h + 8 * L <= O; h += 8 * L) {
+    row_sums_chunk<T, BYTES, 8>(n, start, cols, vals, wt, O, init, y, h);
+  }
+  for (; h + L <= O; h += L) row_sums_chunk<T, BYTES, 1>(n, start, cols, vals, wt, O, init, y, h);
+  for (; h < O; ++h) {
+    for (int64_t r = 0; r < n; ++r) {
+      T a = init != nullptr ? init[h] : T(0);
+      for (int64_t k = start[r]; k < start[r + 1]; ++k) {
+        a += vals[k] * wt[static_cast<int64_t>(cols[k]) * O + h];
+      }
+      y[r * O + h] = a;
     }
   }
 }
 
-SPIKEKWS_CLONES void sparse_product(int64_t r0, int64_t r1, int64_t H, const float* s,
-                                    const float* vt, float* out) {
-  sparse_product_rows<float>(r0, r1, H, s, vt, out);
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SPIKEKWS_ROW_SUMS_ISA 1
+template <typename T>
+__attribute__((target("avx512f"))) void row_sums_avx512(
+    int64_t n, const int64_t* start, const int32_t* cols, const T* vals, const T* wt, int64_t O,
+    const T* init, T* y) {
+  selected_row_sums<T, 64>(n, start, cols, vals, wt, O, init, y);
 }
 
-SPIKEKWS_CLONES void sparse_product(int64_t r0, int64_t r1, int64_t H, const double* s,
-                                    const double* vt, double* out) {
-  sparse_product_rows<double>(r0, r1, H, s, vt, out);
+template <typename T>
+__attribute__((target("avx2"))) void row_sums_avx2(
+    int64_t n, const int64_t* start, const int32_t* cols, const T* vals, const T* wt, int64_t O,
+    const T* init, T* y) {
+  selected_row_sums<T, 32>(n, start, cols, vals, wt, O, init, y);
+}
+
+// 2: AVX-512, 1: AVX2, 0: neither. The environment variable SPIKEKWS_SCAN_ISA (avx2 or
+// default) caps it, so that the narrower paths can be tested on a wider CPU.
+inline int cpu_vector_level() {
+  static const int level = [] {
+    int hw = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+    const char* cap = std::getenv("SPIKEKWS_SCAN_ISA");
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0) hw = std::min(hw, 1);
+    if (cap != nullptr && std::strcmp(cap, "default") == 0) hw = 0;
+    return hw;
+  }();
+  return level;
+}
+#endif
+
+template <typename T>
+void row_sums(int64_t n, const int64_t* start, const int32_t* cols, const T* vals, const T* wt,
+              int64_t O, const T* init, T* y) {
+#ifdef SPIKEKWS_ROW_SUMS_ISA
+  const int level = cpu_vector_level();
+  if (level == 2) return row_sums_avx512<T>(n, start, cols, vals, wt, O, init, y);
+  if (level == 1) return row_sums_avx2<T>(n, start, cols, vals, wt, O, init, y);
+#endif
+  selected_row_sums<T, 16>(n, start, cols, vals, wt, O, init, y);
+}
+
+// y[r] = init + x[r] W for rows [r0, r1) of x ([N, K]) and y ([N, O]), wt = W ([K, O]),
+// from the non-zero entries of x; list is the task's scratch.
+template <typename T>
+void event_product(int64_t r0, int64_t r1, int64_t K, int64_t O, const T* x, const T* wt,
+                   const T* init, T* y, EventList<T>& list) {
+  for (int64_t b0 = r0; b0 < r1; b0 += kEventRows) {
+    const int64_t n = std::min(kEventRows, r1 - b0);
+    list.gather(n, K, x + b0 * K);
+    row_sums<T>(n, list.start.data(), list.cols.data(), list.vals.data(), wt, O, init,
+                y + b0 * O);
+  }
 }
 
 // Backward through the recurrence, d/ds_{t-1} += gI_t V, restricted to the columns that are
@@ -308,13 +440,13 @@ struct Recurrence {
   // s_{t-1} V^T for the rows [r0, r1) of spikes s ([M, H], data sp), into the same rows of
   // buf: sums of rows of V^T while the block's spikes are sparse, else one GEMM on the block.
   // Samples are independent, so each task runs the whole time loop on its own rows.
-  void block(int64_t r0, int64_t r1, const Tensor& s, const T* sp) {
+  void block(int64_t r0, int64_t r1, const Tensor& s, const T* sp, EventList<T>& list) {
     const T* b = sp + r0 * H;
     const int64_t n = (r1 - r0) * H;
     int64_t nnz = 0;
     for (int64_t i = 0; i < n; ++i) nnz += b[i] != T(0);
     if (static_cast<double>(nnz) < kSparseDensity * static_cast<double>(n)) {
-      sparse_product(r0, r1, H, sp, vt.data_ptr<T>(), buf.data_ptr<T>());
+      event_product<T>(r0, r1, H, H, sp, vt.data_ptr<T>(), nullptr, buf.data_ptr<T>(), list);
     } else {
       Tensor o = buf.narrow(0, r0, r1 - r0);
       at::mm_out(o, s.narrow(0, r0, r1 - r0), weight.t());
@@ -351,9 +483,10 @@ void forward_over_time(const Rows& rows, int64_t nT, int64_t M, int64_t H,
   const at::ThreadLocalState tls;
   at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
     at::ThreadLocalStateGuard tls_guard(tls);
+    EventList<T> list;
     for (int64_t t = 0; t < nT; ++t) {
       recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1),
-                  t == 0 ? s0p : sp + (t - 1) * MH);
+                  t == 0 ? s0p : sp + (t - 1) * MH, list);
       T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
       rows(t, r0, r1, rp, cp);
     }
@@ -434,7 +567,7 @@ Tensor recurrent_weight_grad(const Tensor& gx, const Tensor& v_trace, const Tens
 // ------------------------------------------------------------------------------------
 
 template <typename T>
-inline void lif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
+SPIKEKWS_INLINE void lif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
                              T* cur_out, const T* vp, const T* sp, T* vo, T* so, const T* alpha,
                              const T* oma, T th) {
   for (int64_t r = r0; r < r1; ++r) {
@@ -459,6 +592,15 @@ inline void lif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, cons
       }
     }
   }
+}
+
+// The forward steps, compiled for several instruction sets like the products above.
+SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x, const float* rec, float* cur_out, const float* vp, const float* sp, float* vo, float* so, const float* alpha, const float* oma, float th) {
+  lif_forward_rows<float>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
+}
+
+SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x, const double* rec, double* cur_out, const double* vp, const double* sp, double* vo, double* so, const double* alpha, const double* oma, double th) {
+  lif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
 }
 
 // Returns (spikes [T,M,H], v_last [M,H], v_trace [T,M,H] or empty, current trace or empty).
@@ -492,7 +634,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
     auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
     forward_over_time<T>(
         [&](int64_t t, int64_t r0, int64_t r1, const T* rp, T* cp) {
-          lif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, v_prev(t), s_prev(t), v_out(t),
+          lif_forward_kernel(r0, r1, H, xp + t * MH, rp, cp, v_prev(t), s_prev(t), v_out(t),
                               sp + t * MH, ap, op, th);
         },
         nT, M, H, weight, s0, spikes, cur_trace, save);
@@ -592,7 +734,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
 // ------------------------------------------------------------------------------------
 
 template <typename T>
-inline void adlif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
+SPIKEKWS_INLINE void adlif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
                                T* cur_out, const T* vp, const T* wp, const T* sp, T* vo, T* wo,
                                T* so, const T* alpha, const T* oma, const T* beta, const T* a,
                                const T* b, T th) {
@@ -622,6 +764,14 @@ inline void adlif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, co
       }
     }
   }
+}
+
+SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x, const float* rec, float* cur_out, const float* vp, const float* wp, const float* sp, float* vo, float* wo, float* so, const float* alpha, const float* oma, const float* beta, const float* a, const float* b, float th) {
+  adlif_forward_rows<float>(r0, r1, H, x, rec, cur_out, vp, wp, sp, vo, wo, so, alpha, oma, beta, a, b, th);
+}
+
+SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x, const double* rec, double* cur_out, const double* vp, const double* wp, const double* sp, double* vo, double* wo, double* so, const double* alpha, const double* oma, const double* beta, const double* a, const double* b, double th) {
+  adlif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, wp, sp, vo, wo, so, alpha, oma, beta, a, b, th);
 }
 
 // Returns (spikes, v_last, w_last, v_trace or empty, w_trace or empty, current trace or empty).
@@ -662,7 +812,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
     auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
     forward_over_time<T>(
         [&](int64_t t, int64_t r0, int64_t r1, const T* rp, T* cp) {
-          adlif_forward_rows<T>(r0, r1, H, xp + t * MH, rp, cp, prev(vtp, v0p, t),
+          adlif_forward_kernel(r0, r1, H, xp + t * MH, rp, cp, prev(vtp, v0p, t),
                                 prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
                                 sp + t * MH, ap, op, bp, aap, bbp, th);
         },
@@ -804,37 +954,6 @@ constexpr double kLinearDensity = 0.25;
 constexpr int64_t kEventMinOutputs = 64;
 
 template <typename T>
-inline void event_rows(int64_t r0, int64_t r1, int64_t K, int64_t O, const T* x, const T* wt,
-                       const T* bias, T* y) {
-  for (int64_t r = r0; r < r1; ++r) {
-    T* o = y + r * O;
-    if (bias != nullptr) {
-      std::copy(bias, bias + O, o);
-    } else {
-      std::fill(o, o + O, T(0));
-    }
-    const T* xr = x + r * K;
-    for (int64_t j = 0; j < K; ++j) {
-      const T xj = xr[j];
-      if (xj == T(0)) continue;
-      const T* wj = wt + j * O;
-#pragma GCC ivdep
-      for (int64_t h = 0; h < O; ++h) o[h] += xj * wj[h];
-    }
-  }
-}
-
-SPIKEKWS_CLONES void event_product(int64_t r0, int64_t r1, int64_t K, int64_t O, const float* x,
-                                   const float* wt, const float* bias, float* y) {
-  event_rows<float>(r0, r1, K, O, x, wt, bias, y);
-}
-
-SPIKEKWS_CLONES void event_product(int64_t r0, int64_t r1, int64_t K, int64_t O, const double* x,
-                                   const double* wt, const double* bias, double* y) {
-  event_rows<double>(r0, r1, K, O, x, wt, bias, y);
-}
-
-template <typename T>
 inline void event_grad_cols(int64_t j0, int64_t j1, int64_t N, int64_t K, int64_t O, const T* x,
                             const T* g, T* dwt) {
   for (int64_t r = 0; r < N; ++r) {
@@ -910,7 +1029,8 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
     const T* bp = has_bias ? b.data_ptr<T>() : nullptr;
     T* yp = y.data_ptr<T>();
     at::parallel_for(0, N, row_grain(K + O), [&](int64_t r0, int64_t r1) {
-      event_product(r0, r1, K, O, xp, wp, bp, yp);
+      EventList<T> list;
+      event_product<T>(r0, r1, K, O, xp, wp, bp, yp, list);
     });
   });
   return {y, true};
@@ -1000,7 +1120,7 @@ Tensor masked_dropout(const Tensor& x, double p, int64_t seed) {
 // ------------------------------------------------------------------------------------
 
 template <typename T>
-inline void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* vp, T* vo,
+SPIKEKWS_INLINE void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* vp, T* vo,
                             const T* alpha, const T* oma) {
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t o = r * H;
@@ -1009,6 +1129,14 @@ inline void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const
       vo[o + h] = alpha[h] * vp[o + h] + oma[h] * x[o + h];
     }
   }
+}
+
+SPIKEKWS_CLONES void li_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x, const float* vp, float* vo, const float* alpha, const float* oma) {
+  li_forward_rows<float>(r0, r1, H, x, vp, vo, alpha, oma);
+}
+
+SPIKEKWS_CLONES void li_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x, const double* vp, double* vo, const double* alpha, const double* oma) {
+  li_forward_rows<double>(r0, r1, H, x, vp, vo, alpha, oma);
 }
 
 template <typename T>
@@ -1042,7 +1170,7 @@ Tensor li_forward(const Tensor& x, const Tensor& v0, const Tensor& alpha) {
     at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
       for (int64_t t = 0; t < nT; ++t) {
         const T* prev = t == 0 ? v0p : vp + (t - 1) * MH;
-        li_forward_rows<T>(r0, r1, H, xp + t * MH, prev, vp + t * MH, ap, op);
+        li_forward_kernel(r0, r1, H, xp + t * MH, prev, vp + t * MH, ap, op);
       }
     });
   });
