@@ -21,7 +21,11 @@ writes JSON. Usage::
         --words yes,no,up,down,left,right,on,off,stop,go   # 1000 clips of unseen speakers
     python benchmarks/kd_energy.py [--datasets synth,fsdd,fsdd-official] [--synth-root data/synth_kd]
         [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--seeds 0,1] [--runs runs/kd_energy]
-        [--out benchmarks/results/kd_energy.json]
+        [--kd-stage-epochs 5,5,20] [--kd-ema 0.99] [--out benchmarks/results/kd_energy.json]
+
+``--kd-stage-epochs`` gives each curriculum stage its own length instead of an even split of
+``--epochs`` (the direct distillation keeps ``--epochs``); ``--kd-ema`` averages the
+students' weights. Results of such variants are stored under "DATASET (variant)".
 
 Runs already in ``--runs`` are reused (delete them to retrain). Everything runs on one CPU
 thread (``train.threads=1``).
@@ -68,7 +72,8 @@ def _train(path: Path, overrides: List[str]) -> float:
     return time.time() - t0
 
 
-def _distill(path: Path, teacher: Path, curriculum, epochs: int, alpha: float, init: str) -> float:
+def _distill(path: Path, teacher: Path, curriculum, epochs: int, alpha: float, init: str,
+             stage_epochs=None, ema: float = 0.0) -> float:
     from spikekws.train.distill import distill_run
 
     if (path / "checkpoints" / "best.pt").is_file():
@@ -76,7 +81,9 @@ def _distill(path: Path, teacher: Path, curriculum, epochs: int, alpha: float, i
         return 0.0
     t0 = time.time()
     s = distill_run(teacher, path, STUDENT_T, curriculum=curriculum, temperature=4.0, alpha=alpha,
-                    epochs=epochs, init=init, progress=False)
+                    epochs=None if stage_epochs else epochs, init=init, progress=False,
+                    stage_epochs=stage_epochs,
+                    overrides=[f"train.ema_decay={ema}"] if ema > 0 else [])
     print(f"distilled {path}: best valid {s['best']['valid_acc']:.4f} ({time.time() - t0:.0f}s)", flush=True)
     return time.time() - t0
 
@@ -111,7 +118,8 @@ def _row(label: str, path: Path, train_s: float, unseen_root: str = "") -> Dict[
 
 
 def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, alpha: float = 0.9,
-                init: str = "teacher", unseen_root: str = "") -> Dict[str, Any]:
+                init: str = "teacher", unseen_root: str = "", stage_epochs=None,
+                ema: float = 0.0) -> Dict[str, Any]:
     base = [*_data_overrides(name, root), f"features.timesteps={TEACHER_T}", f"train.epochs={epochs}",
             f"train.seed={seed}", "train.threads=1", "train.device=cpu", "train.progress=false"]
     d = runs / name / f"seed{seed}"
@@ -120,16 +128,22 @@ def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, al
     t_scr = _train(d / "spikescr_T100", base)
     t_40 = _train(d / "spikescr_T40_noKD", [*base, f"features.timesteps={STUDENT_T}",
                                              f"model.options.dt={dt40}"])
-    tag = f"init-{init}_alpha{alpha:g}"
-    t_kd = _distill(d / f"kd_curriculum_T40_{tag}", d / "spikescr_T100", CURRICULUM, epochs, alpha, init)
-    t_kd1 = _distill(d / f"kd_direct_T40_{tag}", d / "spikescr_T100", None, epochs, alpha, init)
+    tag = f"init-{init}_alpha{alpha:g}" + (f"_ema{ema:g}" if ema > 0 else "")
+    ctag = tag + ("_stages" + "-".join(str(e) for e in stage_epochs) if stage_epochs else "")
+    t_kd = _distill(d / f"kd_curriculum_T40_{ctag}", d / "spikescr_T100", CURRICULUM, epochs, alpha,
+                    init, stage_epochs, ema)
+    t_kd1 = _distill(d / f"kd_direct_T40_{tag}", d / "spikescr_T100", None, epochs, alpha, init,
+                     None, ema)
+    curriculum_label = "KD 100->70->40 (curriculum" + (
+        f", stages of {'/'.join(str(e) for e in stage_epochs)} epochs" if stage_epochs else "") + ")"
     rows = [_row("RadLIF 2x124 (T=100)", d / "radlif_T100", t_rad, unseen_root),
             _row("spikescr 64x2 (T=100, teacher)", d / "spikescr_T100", t_scr, unseen_root),
             _row("spikescr T=40, no KD", d / "spikescr_T40_noKD", t_40, unseen_root),
-            _row("KD 100->70->40 (curriculum)", d / f"kd_curriculum_T40_{tag}", t_kd, unseen_root),
+            _row(curriculum_label, d / f"kd_curriculum_T40_{ctag}", t_kd, unseen_root),
             _row("KD 100->40 (no curriculum)", d / f"kd_direct_T40_{tag}", t_kd1, unseen_root)]
     return {"dataset": name, "root": root, "epochs": epochs, "seed": seed, "kd_alpha": alpha,
-            "kd_init": init, "unseen_root": unseen_root or None, "rows": rows,
+            "kd_init": init, "kd_stage_epochs": list(stage_epochs) if stage_epochs else None,
+            "kd_ema_decay": ema, "unseen_root": unseen_root or None, "rows": rows,
             "targets": _targets(rows)}
 
 
@@ -172,12 +186,14 @@ def mean_over_seeds(per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
         rows.append(row)
     first = per_seed[0]
     return {"dataset": first["dataset"], "root": first["root"], "epochs": first["epochs"],
+            "kd_stage_epochs": first.get("kd_stage_epochs"), "kd_ema_decay": first.get("kd_ema_decay", 0.0),
             "seed": "mean of " + ",".join(str(r["seed"]) for r in per_seed), "rows": rows,
             "targets": _targets(rows)}
 
 
 def table(res: Dict[str, Any]) -> str:
-    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, seed {res['seed']}, test split)", "",
+    ema = f", students' weights averaged (EMA {res['kd_ema_decay']:g})" if res.get("kd_ema_decay") else ""
+    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, seed {res['seed']}, test split{ema})", "",
              "| run | T | params | test acc | unseen-speaker acc | rates | MACs | ACs | fp32 nJ | int8 nJ | dense fp32 nJ |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
@@ -216,8 +232,19 @@ def main(argv=None) -> int:
                         "than 0.5 on synth seeds 0 and 1: 0.967 vs 0.954)")
     p.add_argument("--kd-init", default="teacher", choices=["teacher", "scratch"],
                    help="students start from the teacher's weights (default) or from scratch")
+    p.add_argument("--kd-stage-epochs", default=None,
+                   help="comma-separated epochs of the curriculum stages (e.g. 5,5,20); default: "
+                        "--epochs split evenly")
+    p.add_argument("--kd-ema", type=float, default=0.0,
+                   help="train.ema_decay of the distilled students (default: 0, off)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kd_energy.json"))
     args = p.parse_args(argv)
+    stage_epochs = ([int(e) for e in args.kd_stage_epochs.split(",")] if args.kd_stage_epochs
+                    else None)
+    # Results of a distillation variant are kept apart from the default ones.
+    variant = ", ".join(v for v in (
+        f"stages {args.kd_stage_epochs}" if stage_epochs else "",
+        f"KD EMA {args.kd_ema:g}" if args.kd_ema > 0 else "") if v)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.path.insert(0, str(REPO / "src"))
     from spikekws.config.schema import atomic_write_text
@@ -231,15 +258,16 @@ def main(argv=None) -> int:
         for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
             unseen = args.synth_unseen_root if name == "synth" and Path(args.synth_unseen_root).is_dir() else ""
             res = run_dataset(name, root, Path(args.runs), args.epochs, seed, args.kd_alpha, args.kd_init,
-                              unseen)
+                              unseen, stage_epochs, args.kd_ema)
             print(table(res), flush=True)
             results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
-            entry = results.get(name, {})
+            key = f"{name} ({variant})" if variant else name
+            entry = results.get(key, {})
             entry = entry if "per_seed" in entry else {"per_seed": {}}
             entry["per_seed"][str(seed)] = res
             seeds = sorted(entry["per_seed"], key=int)
             entry["mean"] = mean_over_seeds([entry["per_seed"][k] for k in seeds])
-            results[name] = entry
+            results[key] = entry
             atomic_write_text(out, json.dumps(results, indent=2))
             if len(seeds) > 1:
                 print(table(entry["mean"]), flush=True)

@@ -124,7 +124,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
                           temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
                           student_config=args.student_config, overrides=list(args.overrides),
                           init=args.init, scale_dt=not args.no_scale_dt,
-                          checkpoint=args.checkpoint, progress=False if args.no_progress else None)
+                          checkpoint=args.checkpoint, progress=False if args.no_progress else None,
+                          stage_epochs=(_int_list(args.stage_epochs, "--stage-epochs")
+                                        if args.stage_epochs else None))
     best = summary["best"]
     stages = " -> ".join(str(s) for s in summary["stages"])
     print(f"distilled {summary['run_dir']}: T {summary['teacher_timesteps']} (teacher valid accuracy "
@@ -413,7 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     kd.add_argument("--alpha", type=float, default=0.5,
                     help="weight of the distillation term; 1 - alpha weighs the label loss (default: 0.5)")
     kd.add_argument("--epochs", type=int, default=None,
-                    help="total epochs over all stages (default: the student config's train.epochs)")
+                    help="total epochs over all stages, split evenly (default: the student "
+                         "config's train.epochs)")
+    kd.add_argument("--stage-epochs", default=None,
+                    help="comma-separated epochs of each curriculum stage (e.g. 5,5,20), "
+                         "instead of an even split of --epochs")
     kd.add_argument("--student-config", default=None,
                     help="YAML config of the student (default: the teacher's config)")
     kd.add_argument("--init", default="scratch", choices=("scratch", "teacher"),

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from spikekws.train.distill import TimeResample, kd_loss, parse_curriculum, split_epochs
+from spikekws.train.distill import (TimeResample, kd_loss, parse_curriculum, split_epochs,
+                                    stage_epoch_list)
 
 from tinyrun import run_cli as run
 
@@ -60,6 +61,11 @@ def test_curriculum_and_epoch_split():
     assert split_epochs(3, 3) == [1, 1, 1]
     with pytest.raises(ValueError, match="at least"):
         split_epochs(2, 3)
+    assert stage_epoch_list([5, 5, 20], 3) == [5, 5, 20]
+    with pytest.raises(ValueError, match="lists 2 stage"):
+        stage_epoch_list([5, 20], 3)
+    with pytest.raises(ValueError, match="positive integers"):
+        stage_epoch_list([5, 0, 20], 3)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -119,6 +125,36 @@ def test_distill_writes_a_run_that_evaluate_resamples(teacher, tmp_path):
     assert metrics["accuracy"] == pytest.approx(acc)
 
 
+def test_distill_stage_epochs_and_weight_average(teacher, tmp_path):
+    """--stage-epochs sets each stage's length; with train.ema_decay the checkpoints hold the
+    stage's averaged weights (best.pt) next to the raw ones (last.pt), and validation scores
+    the average."""
+    from spikekws.train.runner import _evaluate_arrays, build_data, build_frontend, extract_features, load_run
+
+    student = tmp_path / "s"
+    rc, out, err = run(["-q", "distill", teacher, "--timesteps", "10", "--curriculum", "20,10",
+                        "--stage-epochs", "1,2", "--out", student, "--no-progress",
+                        "train.ema_decay=0.9"])
+    assert rc == 0, err
+    rows = [json.loads(line) for line in (student / "history.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["timesteps"]) for r in rows] == [(1, 20), (2, 10), (2, 10)]
+    record = json.loads((student / "distill.json").read_text())
+    assert record["epochs_per_stage"] == [1, 2] and record["ema_decay"] == 0.9
+    last = torch.load(student / "checkpoints" / "last.pt", weights_only=True)
+    assert last["ema"]["updates"] > 0 and last["epoch"] == 3
+    raw, avg = last["model"], last["ema"]["model"]
+    w = "blocks.0.attn.q.weight"
+    assert not torch.equal(raw[w], avg[w])
+    # the average restarts at every stage: its update count is the last stage's steps only
+    steps_per_epoch = last["ema"]["updates"] / 2
+    assert steps_per_epoch == int(steps_per_epoch) and steps_per_epoch > 0
+    # the last epoch's validation accuracy is the averaged weights' accuracy
+    s_cfg, _, model, _ = load_run(student, "last")
+    assert torch.equal(model.state_dict()[w], avg[w])  # load_run prefers the average
+    X, y = extract_features(build_data(s_cfg, "valid"), build_frontend(s_cfg, 8000), torch.device("cpu"))
+    assert _evaluate_arrays(model, X, y, torch.device("cpu"), 64)["acc"] == pytest.approx(rows[-1]["valid_acc"])
+
+
 def test_distill_init_from_teacher_starts_from_its_weights(teacher, tmp_path):
     student = tmp_path / "s"
     rc, _, err = run(["-q", "distill", teacher, "--timesteps", "26", "--epochs", "1", "--init",
@@ -136,6 +172,10 @@ def test_distill_init_from_teacher_starts_from_its_weights(teacher, tmp_path):
     (["--timesteps", "10", "--alpha", "1.5"], "alpha"),
     (["--timesteps", "10", "--temperature", "0"], "temperature"),
     (["--timesteps", "10", "--curriculum", "20,15,10", "--epochs", "2"], "at least"),
+    (["--timesteps", "10", "--curriculum", "20,10", "--stage-epochs", "1"], "lists 1 stage"),
+    (["--timesteps", "10", "--curriculum", "20,10", "--stage-epochs", "1,1", "--epochs", "3"],
+     "must equal the sum"),
+    (["--timesteps", "10", "train.ema_decay=1.0"], "ema_decay"),
     (["--timesteps", "10", "--init", "teacher", "model.hidden_sizes=[4]"], "init='teacher'"),
     (["--timesteps", "10", "data.root=/elsewhere"], "teacher's data"),
 ])

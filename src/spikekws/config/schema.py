@@ -64,8 +64,8 @@ class TrainConfig:
     # itself, features and loss, with weight lam ~ Beta(mixup, mixup) (0 = off).
     mixup: float = 0.0
     # Exponential moving average of the weights (0 = off, e.g. 0.998): validation, best.pt
-    # and evaluation use the averaged weights (spikekws.train.ema). Mixup and the average
-    # apply to `spikekws train`; `spikekws distill` trains without them.
+    # and evaluation use the averaged weights (spikekws.train.ema). `spikekws distill`
+    # averages each curriculum stage's weights too; it trains without mixup.
     ema_decay: float = 0.0
     reg_factor: float = 0.5
     reg_fmin: float = 0.01

@@ -23,11 +23,16 @@ Because each step then spans more time, the student's neurons get a proportional
 their meaning in seconds (``scale_dt=False`` keeps ``dt``).
 
 **Curriculum.** ``curriculum=[100, 70, 40]`` trains in stages at 100, 70, then 40 steps;
-the epochs are split evenly over the stages (the remainder goes to the last one); each
-stage starts from the previous stage's student with a fresh optimiser and schedule. The
+the epochs are split evenly over the stages (the remainder goes to the last one), or as
+``stage_epochs`` lists them (e.g. ``[5, 5, 20]``: short warm-up stages, then the final
+step count trained as long as a direct distillation would be); each stage starts from the previous stage's student with a fresh optimiser and schedule. The
 first stage starts from scratch (``init="scratch"``) or from the teacher's weights
 (``init="teacher"``, same architecture only). ``best.pt`` is chosen on the validation
 split among the epochs of the last stage only, i.e. at the final ``T``.
+
+With ``train.ema_decay`` set, each stage keeps an exponential moving average of its
+weights (:class:`~spikekws.train.ema.WeightEMA`, restarted at every stage): validation,
+``best.pt`` and the next stage's starting point use the averaged weights.
 
 The run directory is a normal run (config.yaml, checkpoints/best.pt and last.pt,
 history.jsonl with ``stage`` and ``timesteps`` per epoch) plus ``distill.json``.
@@ -114,6 +119,17 @@ def split_epochs(epochs: int, stages: int) -> List[int]:
     return per
 
 
+def stage_epoch_list(stage_epochs: Sequence[int], stages: int) -> List[int]:
+    """Validates explicit epochs per curriculum stage (one positive integer per stage)."""
+    out = list(stage_epochs)
+    if len(out) != stages:
+        raise ValueError(f"stage_epochs lists {len(out)} stage(s) but the curriculum has {stages}")
+    for e in out:
+        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+            raise ValueError(f"stage_epochs must list positive integers, got {out}")
+    return [int(e) for e in out]
+
+
 def _student_config(teacher_cfg, student_config: Optional[PathLike], overrides: Sequence[str]):
     from ..config import config_from_dict, config_to_dict
     from ..config.schema import apply_overrides, read_yaml
@@ -148,18 +164,26 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                 alpha: float = 0.5, epochs: Optional[int] = None,
                 student_config: Optional[PathLike] = None, overrides: Sequence[str] = (),
                 init: str = "scratch", scale_dt: bool = True, checkpoint: str = "best",
-                progress: Optional[bool] = None) -> Dict[str, Any]:
+                progress: Optional[bool] = None,
+                stage_epochs: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Distil ``teacher_run`` into a student run at ``timesteps`` steps (see module docs).
 
     ``overrides`` are ``section.key=value`` strings applied to the student config (the
-    teacher's, or ``student_config``). Returns a summary with the best final-stage epoch.
+    teacher's, or ``student_config``). ``stage_epochs`` sets the epochs of each curriculum
+    stage (then ``epochs``, if given, must equal their sum). Returns a summary with the best
+    final-stage epoch.
     """
     from ..config import config_to_dict, save_config
     from ..config.schema import atomic_write_text
     from . import runner
     from .checkpoint import save_checkpoint
+    from .ema import WeightEMA
 
     stages = parse_curriculum(timesteps, curriculum)
+    explicit = stage_epoch_list(stage_epochs, len(stages)) if stage_epochs is not None else None
+    if explicit is not None and epochs is not None and int(epochs) != sum(explicit):
+        raise ValueError(f"epochs ({epochs}) must equal the sum of stage_epochs {explicit} "
+                         f"({sum(explicit)}); give one or the other")
     if not float(temperature) > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0.0 <= float(alpha) <= 1.0:
@@ -174,12 +198,14 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
 
     t_cfg, info, teacher, t_ckpt = runner.load_run(teacher_run, checkpoint)
     cfg = _student_config(t_cfg, student_config, overrides)
-    if epochs is not None:
+    if explicit is not None:
+        cfg.train.epochs = sum(explicit)
+    elif epochs is not None:
         cfg.train.epochs = int(epochs)
     if progress is not None:
         cfg.train.progress = bool(progress)
     runner._validate_train_config(cfg)
-    per_stage = split_epochs(cfg.train.epochs, len(stages))
+    per_stage = explicit if explicit is not None else split_epochs(cfg.train.epochs, len(stages))
     runner._check_names(cfg)
     if init == "teacher":  # fail before feature extraction
         _load_teacher_weights(runner.build_network(cfg, t_ckpt["in_features"], len(info["labels"])),
@@ -231,7 +257,7 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
               "teacher_model": t_cfg.model.name, "teacher_timesteps": t_steps,
               "teacher_valid_acc": t_val["acc"], "curriculum": stages, "epochs_per_stage": per_stage,
               "temperature": float(temperature), "alpha": float(alpha), "init": init,
-              "scale_dt": bool(scale_dt)}
+              "scale_dt": bool(scale_dt), "ema_decay": float(cfg.train.ema_decay)}
     atomic_write_text(run_dir / "distill.json", json.dumps(record, indent=2))
 
     in_features, n_classes = int(Xtr.shape[-1]), len(info["labels"])
@@ -253,6 +279,7 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
             _load_teacher_weights(model, state_dict)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         opt, sched = runner._make_optimizer(s_cfg, model)
+        ema = WeightEMA(model, t.ema_decay) if t.ema_decay > 0 else None
         Xs, Vs = at(Xtr, steps), at(Xva, steps)
         last_stage = si == len(stages) - 1
         meta = {"config": config_to_dict(final_cfg), "info": t_ckpt["info"], "in_features": in_features,
@@ -261,8 +288,10 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
             t0 = time.time()
             loss_sum, correct, seen = runner.train_epoch(
                 model, opt, Xs, ytr, t, epoch, device, None, loss_fn,
-                desc=f"stage {si + 1}/{len(stages)} T={steps} epoch {epoch + 1}/{t.epochs}")
-            val = runner._evaluate_arrays(model, Vs, yva, device, t.eval_batch_size)
+                desc=f"stage {si + 1}/{len(stages)} T={steps} epoch {epoch + 1}/{t.epochs}",
+                ema=ema)
+            eval_model = ema.model if ema is not None else model  # what best.pt will hold
+            val = runner._evaluate_arrays(eval_model, Vs, yva, device, t.eval_batch_size)
             lr = opt.param_groups[0]["lr"]
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(val["acc"])
@@ -278,10 +307,13 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                 best = {"epoch": epoch, "valid_acc": val["acc"], "valid_loss": val["loss"]}
             state = dict(meta, model=model.state_dict(), epoch=epoch, history=history, best=best,
                          optimizer=opt.state_dict(),
-                         scheduler=sched.state_dict() if sched is not None else None)
+                         scheduler=sched.state_dict() if sched is not None else None,
+                         ema=ema.state_dict() if ema is not None else None)
             if improved:
-                save_checkpoint(run_dir / "checkpoints" / "best.pt",
-                                {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+                best_state = {k: v for k, v in state.items()
+                              if k not in ("optimizer", "scheduler", "ema")}
+                best_state["model"] = eval_model.state_dict()
+                save_checkpoint(run_dir / "checkpoints" / "best.pt", best_state)
             save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
             atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             log.info("stage %d/%d T=%d epoch %d/%d  kd loss %.4f  acc %.4f | valid loss %.4f  "
@@ -289,7 +321,7 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                      t.epochs, row["train_loss"], row["train_acc"], val["loss"], val["acc"],
                      " *" if improved else "  ", "/".join(f"{r:.3f}" for r in val["firing_rates"]),
                      lr, row["time_s"])
-        state_dict = model.state_dict()
+        state_dict = (ema.model if ema is not None else model).state_dict()
     return {"run_dir": str(run_dir), "best": best, "epochs": t.epochs, "num_params": n_params,
             "stages": stages, "epochs_per_stage": per_stage, "teacher_timesteps": t_steps,
             "teacher_valid_acc": t_val["acc"]}
