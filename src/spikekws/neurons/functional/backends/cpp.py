@@ -50,7 +50,8 @@ _LDFLAGS = ["-fopenmp"]
 
 # Every op the Python side calls; a loaded library must have them all.
 _OPS = ("lif_forward", "lif_backward", "adlif_forward", "adlif_backward", "li_forward",
-        "li_backward", "event_linear_forward", "event_linear_weight_grad", "masked_dropout")
+        "li_backward", "event_linear_forward", "event_linear_weight_grad", "masked_dropout",
+        "event_min_outputs")
 
 _lock = threading.Lock()
 _ops: Any = None

@@ -997,12 +997,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
 // Below kLinearDensity non-zero inputs, y[r] is the sum of the rows of W^T picked by the
 // non-zero x[r, j] (scaled by them, so dropout-scaled spikes work too) and dW^T[j] the sum of
 // x[r, j] dy[r] over the same entries; above it, GEMMs. Any real x gives the product.
-// With fewer than kEventMinOutputs outputs (e.g. a readout to a few classes) finding the
+// With fewer outputs than event_min_outputs (e.g. a readout to a few classes) listing the
 // non-zero inputs costs more than the GEMM it saves, so those layers always use GEMMs.
 // ------------------------------------------------------------------------------------
 
 constexpr double kLinearDensity = 0.25;
-constexpr int64_t kEventMinOutputs = 64;
+
+// Listing the events costs about as much as a GEMM into 64 outputs with the portable gather,
+// into 8 with the AVX-512 one (float).
+int64_t event_min_outputs(const Tensor& x) {
+#ifdef SPIKEKWS_ROW_SUMS_ISA
+  if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2) return 8;
+#endif
+  return 64;
+}
 
 template <typename T>
 inline void event_grad_cols(int64_t j0, int64_t j1, int64_t N, int64_t K, int64_t O, const T* x,
@@ -1066,7 +1074,7 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
                     bias->scalar_type() == x.scalar_type(),
                 "spikekws_scan: linear bias must be [O] of x's dtype");
   }
-  if (weight.size(0) < kEventMinOutputs || !events_sparse(x)) {
+  if (weight.size(0) < event_min_outputs(x) || !events_sparse(x)) {
     return {has_bias ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t()), false};
   }
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
@@ -1280,6 +1288,7 @@ TORCH_LIBRARY(spikekws_scan, m) {
         "int surrogate, float p1, float p2) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("event_linear_forward(Tensor x, Tensor weight, Tensor? bias) -> (Tensor, bool)");
+  m.def("event_min_outputs(Tensor x) -> int");
   m.def("event_linear_weight_grad(Tensor grad_y, Tensor x, bool sparse) -> Tensor");
   m.def("masked_dropout(Tensor x, float p, int seed) -> Tensor");
   m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
@@ -1293,6 +1302,7 @@ TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
   m.impl("adlif_forward", &adlif_forward);
   m.impl("adlif_backward", &adlif_backward);
   m.impl("event_linear_forward", &event_linear_forward);
+  m.impl("event_min_outputs", &event_min_outputs);
   m.impl("event_linear_weight_grad", &event_linear_weight_grad);
   m.impl("masked_dropout", &masked_dropout);
   m.impl("li_forward", &li_forward);
