@@ -348,6 +348,27 @@ def test_event_linear_sums_in_input_order(outputs, dtype):
 
 
 @needs_ext
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize("n,k,o", [(1, 1, 1), (7, 3, 17), (9, 140, 32), (33, 140, 33),
+                                   (64, 40, 70), (30, 513, 100)])
+def test_dense_product_matches_float64(n, k, o, bias):
+    """Dense inputs (features) take the dense product: within float32 rounding of the exact
+    sum, for tile and panel remainders of every size."""
+    g = torch.Generator().manual_seed(n * 1000 + k + o)
+    x = torch.randn(n, k, generator=g)
+    w = torch.randn(o, k, generator=g)
+    b = torch.randn(o, generator=g) if bias else None
+    y, sparse = torch.ops.spikekws_scan.event_linear_forward(x, w, b)
+    assert not sparse and y.shape == (n, o)
+    exact = x.double() @ w.double().t() + (b.double() if bias else 0.0)
+    scale = x.double().abs() @ w.double().abs().t() + (b.double().abs() if bias else 0.0)
+    assert ((y.double() - exact).abs() <= (k + 1) * 2.0**-24 * scale).all()  # summation bound
+    # a non-contiguous weight (a transposed view) gives the same result
+    y2, _ = torch.ops.spikekws_scan.event_linear_forward(x, w.t().contiguous().t(), b)
+    assert torch.equal(y, y2)
+
+
+@needs_ext
 @pytest.mark.parametrize("isa", ["avx2", "default"])
 def test_event_linear_narrower_instruction_sets(isa, tmp_path):
     """The AVX2 and portable builds of the event product give the same bits as the widest

@@ -1064,6 +1064,125 @@ void check_linear(const Tensor& x, const Tensor& weight) {
               "spikekws_scan: linear weight must be [O, K] of x's dtype");
 }
 
+// Dense product y = bias + x W^T for float on CPUs with AVX-512 (the GEMM of the library
+// torch links may use narrower vectors on some CPUs). W^T is packed into panels of 32
+// outputs ([panel][K][32], zero-padded); each 8-row tile of x times a panel accumulates in
+// 16 registers with fused multiply-adds over k = 0 .. K-1 in order, starting from the bias.
+// Tasks own blocks of row tiles and run every panel over them, the panel staying in cache.
+#ifdef SPIKEKWS_ROW_SUMS_ISA
+constexpr int64_t kPanel = 32;
+constexpr int64_t kTileRows = 8;
+
+template <int MR>
+__attribute__((target("avx512f"))) inline void dense_tile(int64_t K, const float* a,
+                                                          const float* panel,
+                                                          const float* bias, float* c,
+                                                          int64_t ldc, __mmask16 m0,
+                                                          __mmask16 m1) {
+  __m512 acc0[MR], acc1[MR];
+  const __m512 i0 = bias != nullptr ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 i1 = bias != nullptr ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = i0;
+    acc1[i] = i1;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_load_ps(panel + k * kPanel);
+    const __m512 b1 = _mm512_load_ps(panel + k * kPanel + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * K + k]);
+      acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    _mm512_mask_storeu_ps(c + i * ldc, m0, acc0[i]);
+    _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc1[i]);
+  }
+}
+
+__attribute__((target("avx512f"))) void dense_rows(int64_t rows, int64_t K, const float* a,
+                                                   const float* panel, const float* bias,
+                                                   float* c, int64_t ldc, __mmask16 m0,
+                                                   __mmask16 m1) {
+  switch (rows) {
+    case 8: dense_tile<8>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 7: dense_tile<7>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 6: dense_tile<6>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 5: dense_tile<5>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 4: dense_tile<4>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 3: dense_tile<3>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 2: dense_tile<2>(K, a, panel, bias, c, ldc, m0, m1); break;
+    default: dense_tile<1>(K, a, panel, bias, c, ldc, m0, m1); break;
+  }
+}
+
+// x [N, K] contiguous float, weight [O, K], bias [O] or undefined -> y [N, O].
+Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
+  const int64_t P = (O + kPanel - 1) / kPanel;
+  const Tensor w = weight.contiguous();
+  // padded bias, so that the masked loads of a partial panel stay in bounds
+  Tensor b = bias.defined() ? at::zeros({P * kPanel}, x.options()) : Tensor();
+  if (bias.defined()) b.narrow(0, 0, O).copy_(bias);
+  Tensor packed = at::empty({P, K, kPanel}, x.options());
+  const float* wp = w.data_ptr<float>();
+  float* pp = packed.data_ptr<float>();
+  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      for (int64_t j = 0; j < kPanel; ++j) {
+        const int64_t o = p * kPanel + j;
+        float* dst = pp + p * K * kPanel + j;
+        if (o < O) {
+          const float* src = wp + o * K;
+          for (int64_t k = 0; k < K; ++k) dst[k * kPanel] = src[k];
+        } else {
+          for (int64_t k = 0; k < K; ++k) dst[k * kPanel] = 0.0f;
+        }
+      }
+    }
+  });
+  Tensor y = at::empty({N, O}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* bp = bias.defined() ? b.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+  at::parallel_for(0, tiles, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)),
+                   [&](int64_t t0, int64_t t1) {
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t width = std::min(kPanel, O - p * kPanel);
+      const __mmask16 m0 = width >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << width) - 1);
+      const __mmask16 m1 = width >= 32 ? 0xFFFF
+                           : width <= 16 ? 0
+                                         : static_cast<__mmask16>((1u << (width - 16)) - 1);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r = t * kTileRows;
+        dense_rows(std::min(kTileRows, N - r), K, xp + r * K, pp + p * K * kPanel,
+                   bp == nullptr ? nullptr : bp + p * kPanel, yp + r * O + p * kPanel, O, m0,
+                   m1);
+      }
+    }
+  });
+  return y;
+}
+#endif
+
+// y = x W^T (+ bias) by the AVX-512 product above for float where the CPU has it (and
+// SPIKEKWS_SCAN_ISA does not cap it), else by torch's GEMM.
+Tensor dense_product(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias) {
+  const bool has_bias = bias.has_value() && bias->defined();
+#ifdef SPIKEKWS_ROW_SUMS_ISA
+  if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2 && x.size(0) > 0 &&
+      x.size(1) > 0 && weight.size(0) > 0) {
+    return dense_product_avx512(x, weight, has_bias ? *bias : Tensor());
+  }
+#endif
+  return has_bias ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t());
+}
+
 // Returns (y [N, O], whether the event path was taken).
 std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& weight,
                                               const c10::optional<Tensor>& bias) {
@@ -1075,7 +1194,7 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
                 "spikekws_scan: linear bias must be [O] of x's dtype");
   }
   if (weight.size(0) < event_min_outputs(x) || !events_sparse(x)) {
-    return {has_bias ? at::addmm(*bias, x, weight.t()) : at::mm(x, weight.t()), false};
+    return {dense_product(x, weight, bias), false};
   }
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
   Tensor wt = weight.t().contiguous();
