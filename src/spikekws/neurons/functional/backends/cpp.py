@@ -10,7 +10,11 @@ recurrence, to rounding with it; gradients to rounding.
 The same extension provides the layer around the neurons: an event-driven linear product
 (:func:`linear_cpp`: with sparse inputs such as spikes, the sum of the weights of the non-zero
 inputs, and the weight gradient over the same entries) and a dropout whose mask is recomputed
-from a seed (:func:`dropout_cpp`).
+from a seed (:func:`dropout_cpp`). On x86-64 CPUs with AVX-512, float products use
+hand-vectorised kernels: the event product lists each row's events with compress
+instructions, and dense products (real-valued features into the first layer) run a
+register-tiled kernel with fused multiply-adds; ``SPIKEKWS_SCAN_ISA=avx2`` or ``default``
+caps the instruction set those kernels pick (read once per process; for tests).
 
 The extension is compiled once per machine into ``$TORCH_EXTENSIONS_DIR/<name>`` or, when
 that is unset, ``~/.cache/spikekws/torch_extensions/<name>`` (``$XDG_CACHE_HOME`` is

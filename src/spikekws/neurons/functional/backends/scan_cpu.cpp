@@ -163,6 +163,9 @@ constexpr double kSparseDensity = 0.2;
 // time.
 constexpr int64_t kEventRows = 256;
 
+// Entries ahead whose weight rows are prefetched (hides the cache latency of their loads).
+constexpr int64_t kPrefetch = 4;
+
 // One chunk of NV vectors of BYTES bytes: y[r, h .. h + NV * lanes) for rows [0, n).
 template <typename T, int BYTES, int NV>
 SPIKEKWS_INLINE void row_sums_chunk(int64_t n, const int64_t* start, const int32_t* cols,
@@ -180,7 +183,15 @@ SPIKEKWS_INLINE void row_sums_chunk(int64_t n, const int64_t* start, const int32
         acc[u] = V{};
       }
     }
-    for (int64_t k = start[r]; k < start[r + 1]; ++k) {
+    const int64_t end = start[r + 1];
+    for (int64_t k = start[r]; k < end; ++k) {
+      if (k + kPrefetch < end) {  // the rows a few entries ahead: their addresses are known
+        const T* next = wt + static_cast<int64_t>(cols[k + kPrefetch]) * O + h;
+#pragma GCC unroll 16
+        for (int64_t line = 0; line < NV * BYTES; line += 64) {
+          __builtin_prefetch(reinterpret_cast<const char*>(next) + line);
+        }
+      }
       const T* w = wt + static_cast<int64_t>(cols[k]) * O + h;
       const V s = V{} + vals[k];
 #pragma GCC unroll 16
