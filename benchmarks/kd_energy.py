@@ -21,11 +21,14 @@ writes JSON. Usage::
         --words yes,no,up,down,left,right,on,off,stop,go   # 1000 clips of unseen speakers
     python benchmarks/kd_energy.py [--datasets synth,fsdd,fsdd-official] [--synth-root data/synth_kd]
         [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--seeds 0,1] [--runs runs/kd_energy]
-        [--kd-stage-epochs 5,5,20] [--kd-ema 0.99] [--out benchmarks/results/kd_energy.json]
+        [--kd-stage-epochs 5,5,20] [--kd-ema 0.99] [--ema 0.99] [--features mfcc]
+        [--out benchmarks/results/kd_energy.json]
 
 ``--kd-stage-epochs`` gives each curriculum stage its own length instead of an even split of
-``--epochs`` (the direct distillation keeps ``--epochs``); ``--kd-ema`` averages the
-students' weights. Results of such variants are stored under "DATASET (variant)".
+``--epochs`` (the direct distillation keeps ``--epochs``); ``--ema`` averages the weights of
+every run (``train.ema_decay``), ``--kd-ema`` those of the students only; ``--features mfcc``
+gives every run FSDD's front-end of ``configs/fsdd.yaml`` (13 MFCCs with deltas). Results of
+such variants are stored under "DATASET (variant)", their runs under "DATASET_variant/".
 
 Runs already in ``--runs`` are reused (delete them to retrain). Everything runs on one CPU
 thread (``train.threads=1``).
@@ -47,6 +50,12 @@ RADLIF = ["model.name=snn", "model.neuron=radlif", "model.hidden_sizes=[124,124]
 
 
 DATASETS = ("synth", "fsdd", "fsdd-official")
+# Front-ends: spikescr.yaml's 40 log-mels, or configs/fsdd.yaml's 13 MFCCs with deltas.
+FEATURES = {
+    "logmel": [],
+    "mfcc": ["features.name=mfcc", "features.options={n_mfcc: 13, n_mels: 40, deltas: 1, "
+             "win_ms: 25.0, hop_ms: 10.0, normalize: utterance}"],
+}
 
 
 def _data_overrides(name: str, root: str) -> List[str]:
@@ -119,10 +128,12 @@ def _row(label: str, path: Path, train_s: float, unseen_root: str = "") -> Dict[
 
 def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, alpha: float = 0.9,
                 init: str = "teacher", unseen_root: str = "", stage_epochs=None,
-                ema: float = 0.0) -> Dict[str, Any]:
+                ema: float = 0.0, features: str = "logmel", train_ema: float = 0.0) -> Dict[str, Any]:
     base = [*_data_overrides(name, root), f"features.timesteps={TEACHER_T}", f"train.epochs={epochs}",
-            f"train.seed={seed}", "train.threads=1", "train.device=cpu", "train.progress=false"]
-    d = runs / name / f"seed{seed}"
+            f"train.seed={seed}", "train.threads=1", "train.device=cpu", "train.progress=false",
+            *FEATURES[features], *([f"train.ema_decay={train_ema}"] if train_ema > 0 else [])]
+    suffix = ("" if features == "logmel" else f"_{features}") + (f"_ema{train_ema:g}" if train_ema > 0 else "")
+    d = runs / (name + suffix) / f"seed{seed}"
     dt40 = 0.01 * TEACHER_T / STUDENT_T  # the step length distillation gives the student
     t_rad = _train(d / "radlif_T100", [*base, *RADLIF])
     t_scr = _train(d / "spikescr_T100", base)
@@ -141,7 +152,8 @@ def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, al
             _row("spikescr T=40, no KD", d / "spikescr_T40_noKD", t_40, unseen_root),
             _row(curriculum_label, d / f"kd_curriculum_T40_{ctag}", t_kd, unseen_root),
             _row("KD 100->40 (no curriculum)", d / f"kd_direct_T40_{tag}", t_kd1, unseen_root)]
-    return {"dataset": name, "root": root, "epochs": epochs, "seed": seed, "kd_alpha": alpha,
+    return {"dataset": name, "root": root, "epochs": epochs, "seed": seed, "features": features,
+            "train_ema_decay": train_ema, "kd_alpha": alpha,
             "kd_init": init, "kd_stage_epochs": list(stage_epochs) if stage_epochs else None,
             "kd_ema_decay": ema, "unseen_root": unseen_root or None, "rows": rows,
             "targets": _targets(rows)}
@@ -187,13 +199,16 @@ def mean_over_seeds(per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
     first = per_seed[0]
     return {"dataset": first["dataset"], "root": first["root"], "epochs": first["epochs"],
             "kd_stage_epochs": first.get("kd_stage_epochs"), "kd_ema_decay": first.get("kd_ema_decay", 0.0),
+            "features": first.get("features", "logmel"), "train_ema_decay": first.get("train_ema_decay", 0.0),
             "seed": "mean of " + ",".join(str(r["seed"]) for r in per_seed), "rows": rows,
             "targets": _targets(rows)}
 
 
 def table(res: Dict[str, Any]) -> str:
     ema = f", students' weights averaged (EMA {res['kd_ema_decay']:g})" if res.get("kd_ema_decay") else ""
-    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, seed {res['seed']}, test split{ema})", "",
+    ema += f", every model's weights averaged (EMA {res['train_ema_decay']:g})" if res.get("train_ema_decay") else ""
+    feats = ", 13 MFCCs + deltas" if res.get("features") == "mfcc" else ""
+    lines = [f"## {res['dataset']} ({res['root']}, {res['epochs']} epochs, seed {res['seed']}, test split{feats}{ema})", "",
              "| run | T | params | test acc | unseen-speaker acc | rates | MACs | ACs | fp32 nJ | int8 nJ | dense fp32 nJ |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
@@ -235,16 +250,25 @@ def main(argv=None) -> int:
     p.add_argument("--kd-stage-epochs", default=None,
                    help="comma-separated epochs of the curriculum stages (e.g. 5,5,20); default: "
                         "--epochs split evenly")
-    p.add_argument("--kd-ema", type=float, default=0.0,
-                   help="train.ema_decay of the distilled students (default: 0, off)")
+    p.add_argument("--kd-ema", type=float, default=None,
+                   help="train.ema_decay of the distilled students (default: --ema)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="train.ema_decay of every trained model (default: 0, off)")
+    p.add_argument("--features", default="logmel", choices=sorted(FEATURES),
+                   help="front-end of every run: 40 log-mels (spikescr.yaml) or 13 MFCCs with "
+                        "deltas (fsdd.yaml)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kd_energy.json"))
     args = p.parse_args(argv)
+    if args.kd_ema is None:
+        args.kd_ema = args.ema
     stage_epochs = ([int(e) for e in args.kd_stage_epochs.split(",")] if args.kd_stage_epochs
                     else None)
     # Results of a distillation variant are kept apart from the default ones.
     variant = ", ".join(v for v in (
+        "MFCC" if args.features == "mfcc" else "",
+        f"EMA {args.ema:g}" if args.ema > 0 else "",
         f"stages {args.kd_stage_epochs}" if stage_epochs else "",
-        f"KD EMA {args.kd_ema:g}" if args.kd_ema > 0 else "") if v)
+        f"KD EMA {args.kd_ema:g}" if args.kd_ema > 0 and args.kd_ema != args.ema else "") if v)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.path.insert(0, str(REPO / "src"))
     from spikekws.config.schema import atomic_write_text
@@ -258,7 +282,7 @@ def main(argv=None) -> int:
         for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
             unseen = args.synth_unseen_root if name == "synth" and Path(args.synth_unseen_root).is_dir() else ""
             res = run_dataset(name, root, Path(args.runs), args.epochs, seed, args.kd_alpha, args.kd_init,
-                              unseen, stage_epochs, args.kd_ema)
+                              unseen, stage_epochs, args.kd_ema, args.features, args.ema)
             print(table(res), flush=True)
             results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
             key = f"{name} ({variant})" if variant else name
