@@ -638,8 +638,8 @@ Tensor recurrent_weight_grad(const Tensor& gx, const Tensor& v_trace, const Tens
 
 template <typename T>
 SPIKEKWS_INLINE void lif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
-                             T* cur_out, const T* vp, const T* sp, T* vo, T* so, const T* alpha,
-                             const T* oma, T th) {
+                                      T* cur_out, const T* vp, const T* sp, T* vo, T* so,
+                                      const T* alpha, const T* oma, T th) {
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t o = r * H;
     if (rec != nullptr) {
@@ -665,11 +665,17 @@ SPIKEKWS_INLINE void lif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T
 }
 
 // The forward steps, compiled for several instruction sets like the products above.
-SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x, const float* rec, float* cur_out, const float* vp, const float* sp, float* vo, float* so, const float* alpha, const float* oma, float th) {
+SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x,
+                                        const float* rec, float* cur_out, const float* vp,
+                                        const float* sp, float* vo, float* so, const float* alpha,
+                                        const float* oma, float th) {
   lif_forward_rows<float>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
 }
 
-SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x, const double* rec, double* cur_out, const double* vp, const double* sp, double* vo, double* so, const double* alpha, const double* oma, double th) {
+SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x,
+                                        const double* rec, double* cur_out, const double* vp,
+                                        const double* sp, double* vo, double* so,
+                                        const double* alpha, const double* oma, double th) {
   lif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
 }
 
@@ -805,9 +811,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
 
 template <typename T>
 SPIKEKWS_INLINE void adlif_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* rec,
-                               T* cur_out, const T* vp, const T* wp, const T* sp, T* vo, T* wo,
-                               T* so, const T* alpha, const T* oma, const T* beta, const T* a,
-                               const T* b, T th) {
+                                        T* cur_out, const T* vp, const T* wp, const T* sp, T* vo,
+                                        T* wo, T* so, const T* alpha, const T* oma, const T* beta,
+                                        const T* a, const T* b, T th) {
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t o = r * H;
     if (rec != nullptr) {
@@ -836,12 +842,24 @@ SPIKEKWS_INLINE void adlif_forward_rows(int64_t r0, int64_t r1, int64_t H, const
   }
 }
 
-SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x, const float* rec, float* cur_out, const float* vp, const float* wp, const float* sp, float* vo, float* wo, float* so, const float* alpha, const float* oma, const float* beta, const float* a, const float* b, float th) {
-  adlif_forward_rows<float>(r0, r1, H, x, rec, cur_out, vp, wp, sp, vo, wo, so, alpha, oma, beta, a, b, th);
+SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x,
+                                          const float* rec, float* cur_out, const float* vp,
+                                          const float* wp, const float* sp, float* vo, float* wo,
+                                          float* so, const float* alpha, const float* oma,
+                                          const float* beta, const float* a, const float* b,
+                                          float th) {
+  adlif_forward_rows<float>(r0, r1, H, x, rec, cur_out, vp, wp, sp, vo, wo, so, alpha, oma, beta, a,
+                            b, th);
 }
 
-SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x, const double* rec, double* cur_out, const double* vp, const double* wp, const double* sp, double* vo, double* wo, double* so, const double* alpha, const double* oma, const double* beta, const double* a, const double* b, double th) {
-  adlif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, wp, sp, vo, wo, so, alpha, oma, beta, a, b, th);
+SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x,
+                                          const double* rec, double* cur_out, const double* vp,
+                                          const double* wp, const double* sp, double* vo,
+                                          double* wo, double* so, const double* alpha,
+                                          const double* oma, const double* beta, const double* a,
+                                          const double* b, double th) {
+  adlif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, wp, sp, vo, wo, so, alpha, oma, beta,
+                             a, b, th);
 }
 
 // Returns (spikes, v_last, w_last, v_trace or empty, w_trace or empty, current trace or empty).
@@ -1317,8 +1335,8 @@ Tensor masked_dropout(const Tensor& x, double p, int64_t seed) {
 // ------------------------------------------------------------------------------------
 
 template <typename T>
-SPIKEKWS_INLINE void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* vp, T* vo,
-                            const T* alpha, const T* oma) {
+SPIKEKWS_INLINE void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T* x, const T* vp,
+                                     T* vo, const T* alpha, const T* oma) {
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t o = r * H;
 #pragma GCC ivdep
@@ -1328,11 +1346,15 @@ SPIKEKWS_INLINE void li_forward_rows(int64_t r0, int64_t r1, int64_t H, const T*
   }
 }
 
-SPIKEKWS_CLONES void li_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x, const float* vp, float* vo, const float* alpha, const float* oma) {
+SPIKEKWS_CLONES void li_forward_kernel(int64_t r0, int64_t r1, int64_t H, const float* x,
+                                       const float* vp, float* vo, const float* alpha,
+                                       const float* oma) {
   li_forward_rows<float>(r0, r1, H, x, vp, vo, alpha, oma);
 }
 
-SPIKEKWS_CLONES void li_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x, const double* vp, double* vo, const double* alpha, const double* oma) {
+SPIKEKWS_CLONES void li_forward_kernel(int64_t r0, int64_t r1, int64_t H, const double* x,
+                                       const double* vp, double* vo, const double* alpha,
+                                       const double* oma) {
   li_forward_rows<double>(r0, r1, H, x, vp, vo, alpha, oma);
 }
 
