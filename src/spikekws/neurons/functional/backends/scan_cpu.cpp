@@ -1039,6 +1039,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
 // ------------------------------------------------------------------------------------
 
 constexpr double kLinearDensity = 0.25;
+// Below this many rows (a streaming step has one) the weight's transposition costs more than
+// the GEMM the events would save.
+constexpr int64_t kEventMinRows = 16;
 
 // Listing the events costs about as much as a GEMM into 64 outputs with the portable gather,
 // into 8 with the AVX-512 one (float).
@@ -1208,11 +1211,14 @@ Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor&
 #endif
 
 // y = x W^T (+ bias) by the AVX-512 product above for float where the CPU has it (and
-// SPIKEKWS_SCAN_ISA does not cap it), else by torch's GEMM.
+// SPIKEKWS_SCAN_ISA does not cap it) and there are enough rows to repay packing the weight
+// (a streaming step has one), else by torch's GEMM.
+constexpr int64_t kDenseMinRows = 64;
+
 Tensor dense_product(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias) {
   const bool has_bias = bias.has_value() && bias->defined();
 #ifdef SPIKEKWS_ROW_SUMS_ISA
-  if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2 && x.size(0) > 0 &&
+  if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2 && x.size(0) >= kDenseMinRows &&
       x.size(1) > 0 && weight.size(0) > 0) {
     return dense_product_avx512(x, weight, has_bias ? *bias : Tensor());
   }
@@ -1230,7 +1236,7 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
                     bias->scalar_type() == x.scalar_type(),
                 "spikekws_scan: linear bias must be [O] of x's dtype");
   }
-  if (weight.size(0) < event_min_outputs(x) || !events_sparse(x)) {
+  if (x.size(0) < kEventMinRows || weight.size(0) < event_min_outputs(x) || !events_sparse(x)) {
     return {dense_product(x, weight, bias), false};
   }
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
