@@ -31,7 +31,10 @@
 #include <type_traits>
 #include <vector>
 
+// Hand-vectorised x86 kernels (explicit AVX-512/AVX2 functions picked at run time) are
+// built with GCC on x86-64; elsewhere the portable code runs.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SPIKEKWS_X86_ISA 1
 #include <immintrin.h>
 #endif
 
@@ -133,11 +136,11 @@ inline bool has_weight(const c10::optional<Tensor>& w) { return w.has_value() &&
 // Recurrent input s_{t-1} V^T for one step. Spikes are binary and mostly zero, so below
 // kSparseDensity (per block of rows) the product is a sum of the rows of V^T picked by the
 // active neurons (per row, in neuron order); above it, one GEMM on the block.
-// The sparse sums are bound by reading rows of V^T from cache, so they are compiled for
-// several instruction sets and the loader picks the widest the CPU has.
+// The sparse sums are the event product below (event_product), shared with the linear
+// layers.
 constexpr double kSparseDensity = 0.2;
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(SPIKEKWS_X86_ISA) && defined(__linux__)
 #define SPIKEKWS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SPIKEKWS_CLONES
@@ -228,8 +231,7 @@ SPIKEKWS_INLINE void selected_row_sums(int64_t n, const int64_t* start, const in
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SPIKEKWS_ROW_SUMS_ISA 1
+#ifdef SPIKEKWS_X86_ISA
 template <typename T>
 __attribute__((target("avx512f"))) void row_sums_avx512(
     int64_t n, const int64_t* start, const int32_t* cols, const T* vals, const T* wt, int64_t O,
@@ -258,10 +260,20 @@ inline int cpu_vector_level() {
 }
 #endif
 
+// Whether the events of T inputs are listed with AVX-512 compress instructions.
+template <typename T>
+inline bool compress_gather() {
+#ifdef SPIKEKWS_X86_ISA
+  return std::is_same<T, float>::value && cpu_vector_level() == 2;
+#else
+  return false;
+#endif
+}
+
 template <typename T>
 void row_sums(int64_t n, const int64_t* start, const int32_t* cols, const T* vals, const T* wt,
               int64_t O, const T* init, T* y) {
-#ifdef SPIKEKWS_ROW_SUMS_ISA
+#ifdef SPIKEKWS_X86_ISA
   const int level = cpu_vector_level();
   if (level == 2) return row_sums_avx512<T>(n, start, cols, vals, wt, O, init, y);
   if (level == 1) return row_sums_avx2<T>(n, start, cols, vals, wt, O, init, y);
@@ -269,26 +281,33 @@ void row_sums(int64_t n, const int64_t* start, const int32_t* cols, const T* val
   selected_row_sums<T, 16>(n, start, cols, vals, wt, O, init, y);
 }
 
+// Appends the non-zero entries of xr[j0 .. K) at entry k of c (columns) and v (values);
+// returns the next free entry. Branch-free.
+template <typename T>
+inline int64_t append_events(const T* xr, int64_t j0, int64_t K, int32_t* c, T* v, int64_t k) {
+  for (int64_t j = j0; j < K; ++j) {
+    const T xj = xr[j];
+    c[k] = static_cast<int32_t>(j);
+    v[k] = xj;
+    k += xj != T(0);
+  }
+  return k;
+}
+
 // The non-zero entries of rows [0, n) of x (row stride K), in row and column order: the
 // column indices into c and the values into v (both with room for n * K + 16 entries), the
-// offset of each row's first entry into start (n + 1 entries). Branch-free.
+// offset of each row's first entry into start (n + 1 entries).
 template <typename T>
 inline void gather_events(int64_t n, int64_t K, const T* x, int32_t* c, T* v, int64_t* start) {
   int64_t k = 0;
   for (int64_t r = 0; r < n; ++r) {
     start[r] = k;
-    const T* xr = x + r * K;
-    for (int64_t j = 0; j < K; ++j) {
-      const T xj = xr[j];
-      c[k] = static_cast<int32_t>(j);
-      v[k] = xj;
-      k += xj != T(0);
-    }
+    k = append_events(x + r * K, 0, K, c, v, k);
   }
   start[n] = k;
 }
 
-#ifdef SPIKEKWS_ROW_SUMS_ISA
+#ifdef SPIKEKWS_X86_ISA
 // The same with AVX-512 (float): 16 inputs at a time, their non-zero entries packed by
 // compress instructions and stored whole (the slack of 16 entries takes the excess).
 __attribute__((target("avx512f"))) void gather_events_avx512(int64_t n, int64_t K,
@@ -309,12 +328,7 @@ __attribute__((target("avx512f"))) void gather_events_avx512(int64_t n, int64_t 
       _mm512_storeu_si512(static_cast<void*>(c + k), _mm512_maskz_compress_epi32(m, idx));
       k += __builtin_popcount(static_cast<unsigned>(m));
     }
-    for (; j < K; ++j) {
-      const float xj = xr[j];
-      c[k] = static_cast<int32_t>(j);
-      v[k] = xj;
-      k += xj != 0.0f;
-    }
+    k = append_events(xr, j, K, c, v, k);
   }
   start[n] = k;
 }
@@ -334,9 +348,9 @@ struct EventList {
       vals.resize(room);
     }
     start.resize(static_cast<size_t>(n + 1));
-#ifdef SPIKEKWS_ROW_SUMS_ISA
+#ifdef SPIKEKWS_X86_ISA
     if constexpr (std::is_same<T, float>::value) {
-      if (cpu_vector_level() == 2) {
+      if (compress_gather<T>()) {
         gather_events_avx512(n, K, x, cols.data(), vals.data(), start.data());
         return;
       }
@@ -1046,10 +1060,7 @@ constexpr int64_t kEventMinRows = 16;
 // Listing the events costs about as much as a GEMM into 64 outputs with the portable gather,
 // into 8 with the AVX-512 one (float).
 int64_t event_min_outputs(const Tensor& x) {
-#ifdef SPIKEKWS_ROW_SUMS_ISA
-  if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2) return 8;
-#endif
-  return 64;
+  return x.scalar_type() == at::kFloat && compress_gather<float>() ? 8 : 64;
 }
 
 template <typename T>
@@ -1109,7 +1120,7 @@ void check_linear(const Tensor& x, const Tensor& weight) {
 // outputs ([panel][K][32], zero-padded); each 8-row tile of x times a panel accumulates in
 // 16 registers with fused multiply-adds over k = 0 .. K-1 in order, starting from the bias.
 // Tasks own blocks of row tiles and run every panel over them, the panel staying in cache.
-#ifdef SPIKEKWS_ROW_SUMS_ISA
+#ifdef SPIKEKWS_X86_ISA
 constexpr int64_t kPanel = 32;
 constexpr int64_t kTileRows = 8;
 
@@ -1217,7 +1228,7 @@ constexpr int64_t kDenseMinRows = 64;
 
 Tensor dense_product(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias) {
   const bool has_bias = bias.has_value() && bias->defined();
-#ifdef SPIKEKWS_ROW_SUMS_ISA
+#ifdef SPIKEKWS_X86_ISA
   if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2 && x.size(0) >= kDenseMinRows &&
       x.size(1) > 0 && weight.size(0) > 0) {
     return dense_product_avx512(x, weight, has_bias ? *bias : Tensor());
