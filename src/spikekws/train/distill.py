@@ -25,10 +25,11 @@ their meaning in seconds (``scale_dt=False`` keeps ``dt``).
 **Curriculum.** ``curriculum=[100, 70, 40]`` trains in stages at 100, 70, then 40 steps;
 the epochs are split evenly over the stages (the remainder goes to the last one), or as
 ``stage_epochs`` lists them (e.g. ``[5, 5, 20]``: short warm-up stages, then the final
-step count trained as long as a direct distillation would be); each stage starts from the previous stage's student with a fresh optimiser and schedule. The
-first stage starts from scratch (``init="scratch"``) or from the teacher's weights
-(``init="teacher"``, same architecture only). ``best.pt`` is chosen on the validation
-split among the epochs of the last stage only, i.e. at the final ``T``.
+step count trained as long as a direct distillation would be); each stage starts from the
+previous stage's student with a fresh optimiser and schedule. The first stage starts from
+scratch (``init="scratch"``) or from the teacher's weights (``init="teacher"``, same
+architecture only). ``best.pt`` is chosen on the validation split among the epochs of the
+last stage only, i.e. at the final ``T``.
 
 With ``train.ema_decay`` set, each stage keeps an exponential moving average of its
 weights (:class:`~spikekws.train.ema.WeightEMA`, restarted at every stage): validation,
@@ -293,10 +294,7 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
             eval_model = ema.model if ema is not None else model  # what best.pt will hold
             val = runner._evaluate_arrays(eval_model, Vs, yva, device, t.eval_batch_size)
             lr = opt.param_groups[0]["lr"]
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sched.step(val["acc"])
-            elif sched is not None:
-                sched.step()
+            runner.step_scheduler(sched, val)
             epoch += 1
             row = {"epoch": epoch, "stage": si + 1, "timesteps": steps, "train_loss": loss_sum / seen,
                    "train_acc": correct / seen, "valid_loss": val["loss"], "valid_acc": val["acc"],
@@ -305,14 +303,9 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
             improved = last_stage and runner.improves(val, best)
             if improved:
                 best = {"epoch": epoch, "valid_acc": val["acc"], "valid_loss": val["loss"]}
-            state = dict(meta, model=model.state_dict(), epoch=epoch, history=history, best=best,
-                         optimizer=opt.state_dict(),
-                         scheduler=sched.state_dict() if sched is not None else None,
-                         ema=ema.state_dict() if ema is not None else None)
+            state, best_state = runner.epoch_states(meta, model, eval_model, opt, sched, ema,
+                                                    epoch=epoch, history=history, best=best)
             if improved:
-                best_state = {k: v for k, v in state.items()
-                              if k not in ("optimizer", "scheduler", "ema")}
-                best_state["model"] = eval_model.state_dict()
                 save_checkpoint(run_dir / "checkpoints" / "best.pt", best_state)
             save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
             atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))

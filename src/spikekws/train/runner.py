@@ -234,8 +234,9 @@ def train_epoch(model: nn.Module, opt, X: torch.Tensor, y: torch.Tensor, t, epoc
     classification loss (distillation passes one that reads the teacher's outputs at
     ``idx``); the firing-rate regulariser is added to it. ``ema`` (a
     :class:`~spikekws.train.ema.WeightEMA`) is updated after every optimiser step.
-    Per-epoch seeding makes an epoch's randomness (shuffle, dropout, augmentation) independent of what ran before
-    it, so a resumed run is bit-identical to an uninterrupted one.
+    Per-epoch seeding makes an epoch's randomness (shuffle, dropout, augmentation)
+    independent of what ran before it, so a resumed run is bit-identical to an
+    uninterrupted one.
 
     Under torchrun (``dctx`` enabled, ``model`` wrapped in DDP) each rank trains on its shard
     of every batch; the returned sums are over all ranks.
@@ -301,6 +302,28 @@ def mixup_batch(x: torch.Tensor, alpha: float, gen: torch.Generator
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
     return lam * x + (1.0 - lam) * x[perm], (lam, perm)
+
+
+def step_scheduler(sched, val: Dict[str, Any]) -> None:
+    """One epoch's scheduler step: on the validation accuracy for ReduceLROnPlateau."""
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        sched.step(val["acc"])
+    elif sched is not None:
+        sched.step()
+
+
+def epoch_states(meta: Dict[str, Any], model: nn.Module, eval_model: nn.Module, opt, sched,
+                 ema, **fields) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Checkpoint contents after an epoch: (last.pt: the trained weights, optimiser,
+    scheduler and weight average, to resume; best.pt: the evaluated weights, ``eval_model``,
+    which is the average when there is one). ``fields`` (epoch, history, best, ...) go
+    into both."""
+    state = dict(meta, model=model.state_dict(), **fields, optimizer=opt.state_dict(),
+                 scheduler=sched.state_dict() if sched is not None else None,
+                 ema=ema.state_dict() if ema is not None else None)
+    best_state = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "ema")}
+    best_state["model"] = eval_model.state_dict()
+    return state, best_state
 
 
 def improves(val: Dict[str, Any], best: Dict[str, Any]) -> bool:
@@ -423,10 +446,7 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         eval_model = ema.model if ema is not None else model  # what best.pt will hold
         val = _evaluate_arrays(eval_model, Xva, yva, device, t.eval_batch_size)
         lr = opt.param_groups[0]["lr"]
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(val["acc"])
-        elif sched is not None:
-            sched.step()
+        step_scheduler(sched, val)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "valid_loss": val["loss"], "valid_acc": val["acc"],
                "firing_rates": val["firing_rates"], "lr": lr, "time_s": time.time() - t_epoch}
@@ -436,13 +456,9 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
         improved = improves(val, best)
         if improved:
             best = {"epoch": epoch + 1, "valid_acc": val["acc"], "valid_loss": val["loss"]}
-        state = dict(meta, model=model.state_dict(), epoch=epoch + 1, history=history, best=best,
-                     optimizer=opt.state_dict(),
-                     scheduler=sched.state_dict() if sched is not None else None,
-                     ema=ema.state_dict() if ema is not None else None)
+        state, best_state = epoch_states(meta, model, eval_model, opt, sched, ema,
+                                         epoch=epoch + 1, history=history, best=best)
         if improved and dctx.is_main:
-            best_state = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "ema")}
-            best_state["model"] = eval_model.state_dict()
             save_checkpoint(run_dir / "checkpoints" / "best.pt", best_state)
         if dctx.is_main:  # only rank 0 writes the run directory
             save_checkpoint(last_path, state)
