@@ -651,3 +651,110 @@ def test_eval_folds_batchnorm_and_equals_reference(neuron, monkeypatch):
     models["cpp"].train()
     models["cpp"](x)
     assert calls["n"] - before == 3
+
+
+
+# --------------------------------------------------------------------------------------
+# Buffer pool of the kernels' outputs
+# --------------------------------------------------------------------------------------
+
+def _big_adlif_case(seed: int):
+    """Inputs of an AdLIF layer whose spike output (2 MB) is a pooled block."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(40, 25, 512, generator=g) + 0.8
+    p = torch.rand(4, 512, generator=g) * 0.5 + 0.3
+    return x, p
+
+
+def _big_adlif(seed: int, backend: str) -> torch.Tensor:
+    x, p = _big_adlif_case(seed)
+    with torch.no_grad():
+        return NF.adlif_scan(x, None, alpha=p[0], beta=p[1], a=p[2], b=p[3],
+                             surrogate=get_surrogate("boxcar"), backend=backend)[0]
+
+
+@needs_ext
+def test_pool_reuses_freed_blocks_without_aliasing_live_ones():
+    cpp.release_memory_pool()
+    try:
+        first = _big_adlif(0, "cpp")
+        expected = first.clone()
+        second = _big_adlif(1, "cpp")  # `first` is alive: its block must not be handed out
+        assert first.data_ptr() != second.data_ptr()
+        assert torch.equal(first, expected)
+        ptr = second.data_ptr()
+        del second
+        kept = cpp.memory_pool()
+        assert kept["cached_bytes"] >= 40 * 25 * 512 * 4 and kept["cached_blocks"] >= 1
+        third = _big_adlif(1, "cpp")
+        after = cpp.memory_pool()
+        assert third.data_ptr() == ptr  # the freed block came back ...
+        assert after["hits"] > kept["hits"]
+        assert torch.equal(third, _big_adlif(1, "torch"))  # ... holding the new result
+        assert torch.equal(first, expected)
+        freed = cpp.release_memory_pool()
+        assert freed == after["cached_bytes"]
+        assert cpp.memory_pool()["cached_bytes"] == 0
+    finally:
+        cpp.release_memory_pool()
+
+
+@needs_ext
+def test_pool_limit_and_small_requests():
+    cpp.release_memory_pool()
+    limit = cpp.memory_pool()["limit_bytes"]
+    try:
+        cpp.release_memory_pool(limit_mb=0)  # off: freed blocks go back to the system
+        y = _big_adlif(0, "cpp")
+        del y
+        assert cpp.memory_pool()["cached_bytes"] == 0
+        cpp.release_memory_pool(limit_mb=3)  # room for one 2 MB block, not two
+        a, b = _big_adlif(0, "cpp"), _big_adlif(1, "cpp")
+        del a, b
+        info = cpp.memory_pool()
+        assert info["cached_blocks"] == 1 and info["cached_bytes"] <= 3 * 2**20
+        # below 1 MB the default allocator serves: nothing is kept
+        cpp.release_memory_pool(limit_mb=limit / 2**20)
+        small = torch.ops.spikekws_scan.li_forward(torch.randn(10, 4, 8), torch.zeros(4, 8),
+                                                   torch.full((8,), 0.9))
+        del small
+        assert cpp.memory_pool()["cached_bytes"] == 0
+        with pytest.raises(ValueError, match="limit_mb"):
+            cpp.release_memory_pool(limit_mb=-1)
+    finally:
+        cpp.release_memory_pool(limit_mb=limit / 2**20)
+
+
+@needs_ext
+def test_pooled_outputs_resize_and_train(tmp_path):
+    """Pooled tensors behave as any: resizable, and a training step through them matches
+    the reference."""
+    y = _big_adlif(0, "cpp")
+    y.resize_(50, 25, 512)
+    y.fill_(2.0)
+    assert y.sum().item() == 2.0 * 50 * 25 * 512
+    x, p = _big_adlif_case(2)
+    grads = {}
+    for backend in ("cpp", "torch"):
+        xx = x.clone().requires_grad_(True)
+        s, _ = NF.adlif_scan(xx, None, alpha=p[0], beta=p[1], a=p[2], b=p[3],
+                             surrogate=get_surrogate("boxcar"), backend=backend)
+        (s * torch.linspace(-1, 1, 512)).sum().backward()
+        grads[backend] = xx.grad
+    _close(grads["cpp"], grads["torch"], torch.float32, "grad x")
+
+
+@needs_ext
+def test_pool_size_from_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("from spikekws.neurons.functional.backends import cpp\n"
+            "print(cpp.memory_pool()['limit_bytes'])\n")
+    for value, expected in (("0", 0), ("16", 16 * 2**20), ("junk", 1024 * 2**20)):
+        env = dict(os.environ, SPIKEKWS_POOL_MB=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300, check=True)
+        assert int(out.stdout.split()[-1]) == expected, value
+        assert ("SPIKEKWS_POOL_MB=junk is not a whole number" in out.stderr) == (value == "junk")

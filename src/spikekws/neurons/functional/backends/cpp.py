@@ -21,6 +21,13 @@ that is unset, ``~/.cache/spikekws/torch_extensions/<name>`` (``$XDG_CACHE_HOME`
 honoured). If it cannot be built (no compiler, no ninja, ...) one warning is logged and the
 scans fall back to the torch reference. ``SPIKEKWS_NO_EXTENSIONS=1`` skips the build.
 
+The kernels take their large outputs (spikes, traces, products: blocks of 1 MB and more)
+from a pool that keeps freed blocks for the next call of the same size, instead of
+returning them to the system and faulting them in again page by page (for a [100, 32, 512]
+layer that costs as much as the scan itself). ``SPIKEKWS_POOL_MB`` caps the memory kept
+(default 1024; 0 turns it off, read once per process); :func:`memory_pool` reports it and
+:func:`release_memory_pool` frees it.
+
 Inputs the kernels do not cover fall back to the reference as well: surrogates other than
 the registered classes, non-CPU tensors, mixed dtypes, non-float dtypes, per-sample
 parameters, tensor thresholds, empty sequences; so do calls under ``torch.compile``,
@@ -55,7 +62,7 @@ _LDFLAGS = ["-fopenmp"]
 # Every op the Python side calls; a loaded library must have them all.
 _OPS = ("lif_forward", "lif_backward", "adlif_forward", "adlif_backward", "li_forward",
         "li_backward", "event_linear_forward", "event_linear_weight_grad", "masked_dropout",
-        "event_min_outputs")
+        "event_min_outputs", "pool_info", "pool_release")
 
 _lock = threading.Lock()
 _ops: Any = None
@@ -395,8 +402,30 @@ def dropout_cpp(x, p):
     return torch.ops.spikekws_scan.masked_dropout(xc, float(p), seed)
 
 
+def memory_pool() -> dict:
+    """The kernels' buffer pool: ``cached_bytes`` and ``cached_blocks`` kept now, ``hits``
+    (requests served from it) and ``misses`` (requests allocated anew) so far, and
+    ``limit_bytes``. All zero if the extension is not available."""
+    keys = ("cached_bytes", "cached_blocks", "hits", "misses", "limit_bytes")
+    ops = load()
+    values = ops.pool_info() if ops is not None else [0] * len(keys)
+    return dict(zip(keys, (int(v) for v in values)))
+
+
+def release_memory_pool(limit_mb: Optional[float] = None) -> int:
+    """Frees the blocks the kernels' pool keeps and returns their bytes; with ``limit_mb``
+    also sets how much it may keep from now on (0 turns it off)."""
+    if limit_mb is not None and not limit_mb >= 0:
+        raise ValueError(f"limit_mb must be >= 0, got {limit_mb}")
+    ops = load()
+    if ops is None:
+        return 0
+    return int(ops.pool_release(-1 if limit_mb is None else int(limit_mb * 2**20)))
+
+
 SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp, "linear": linear_cpp,
          "dropout": dropout_cpp}
 
 __all__ = ["SCANS", "available", "build_directory", "build_error", "load", "surrogate_spec",
-           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp", "linear_cpp", "dropout_cpp"]
+           "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp", "linear_cpp", "dropout_cpp",
+           "memory_pool", "release_memory_pool"]

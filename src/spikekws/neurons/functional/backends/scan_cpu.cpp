@@ -17,6 +17,9 @@
 //
 // Ops are registered under torch.ops.spikekws_scan.
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
@@ -27,6 +30,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -133,6 +138,156 @@ void check_inputs(const Tensor& x, const std::vector<const Tensor*>& states,
 
 inline bool has_weight(const c10::optional<Tensor>& w) { return w.has_value() && w->defined(); }
 
+// ------------------------------------------------------------------------------------
+// Output buffers
+//
+// Each fused call allocates its outputs: spikes, traces and products of several MB each.
+// glibc hands large freed blocks back to the system (unmapping them or trimming the heap),
+// so the next call's block of the same size is faulted in again page by page: about 1600
+// page faults for the 6.4 MB of a [100, 32, 512] spike tensor, which cost as much as the
+// scan that fills it. The kernels therefore take their large buffers from a pool: blocks of
+// at least kPoolMinBytes freed by their tensors are kept (up to a limit, SPIKEKWS_POOL_MB,
+// default 1024; 0 turns the pool off) and handed out again for requests of up to their
+// size and at least 4/5 of it. pool_release() frees the kept blocks; pool_info() reports
+// them. The pool is never destroyed (tensors may outlive static destructors at exit).
+// ------------------------------------------------------------------------------------
+constexpr size_t kPoolMinBytes = size_t(1) << 20;
+
+class BlockPool final : public c10::Allocator {
+ public:
+  BlockPool() {
+    const char* env = std::getenv("SPIKEKWS_POOL_MB");
+    int64_t mb = 1024;
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long long v = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && v >= 0) {
+        mb = v;
+      } else {
+        TORCH_WARN("SPIKEKWS_POOL_MB=", env, " is not a whole number of MB >= 0; the fused "
+                   "kernels' buffer pool keeps up to ", mb, " MB");
+      }
+    }
+    limit_ = static_cast<size_t>(mb) << 20;
+  }
+
+  c10::DataPtr allocate(size_t n) override {
+    if (n < kPoolMinBytes) return c10::GetCPUAllocator()->allocate(n);
+    void* ptr = nullptr;
+    size_t bytes = n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.lower_bound(n);
+      if (it != free_.end() && it->first - n <= it->first / 5) {
+        bytes = it->first;
+        ptr = it->second;
+        cached_ -= bytes;
+        free_.erase(it);
+        ++hits_;
+      } else {
+        ++misses_;
+      }
+    }
+    if (ptr == nullptr) ptr = c10::alloc_cpu(n);
+    return {ptr, new Block{ptr, bytes, this}, &BlockPool::give_back, c10::Device(c10::kCPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+  // {bytes kept, blocks kept, requests served from the pool, requests allocated, limit}
+  std::vector<int64_t> info() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {static_cast<int64_t>(cached_), static_cast<int64_t>(free_.size()), hits_, misses_,
+            static_cast<int64_t>(limit_)};
+  }
+
+  // Frees the kept blocks; with limit >= 0 also sets the limit. Returns the bytes freed.
+  int64_t release(int64_t limit) {
+    std::multimap<size_t, void*> blocks;
+    size_t freed = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      blocks.swap(free_);
+      freed = cached_;
+      cached_ = 0;
+      if (limit >= 0) limit_ = static_cast<size_t>(limit);
+    }
+    for (auto& kv : blocks) c10::free_cpu(kv.second);
+    return static_cast<int64_t>(freed);
+  }
+
+ private:
+  struct Block {
+    void* ptr;
+    size_t bytes;
+    BlockPool* pool;
+  };
+
+  static void give_back(void* ctx) {
+    Block* block = static_cast<Block*>(ctx);
+    block->pool->keep(block->ptr, block->bytes);
+    delete block;
+  }
+
+  void keep(void* ptr, size_t bytes) {
+    std::vector<void*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (bytes <= limit_) {
+        // make room by dropping the smallest blocks kept
+        while (cached_ + bytes > limit_ && !free_.empty()) {
+          cached_ -= free_.begin()->first;
+          evicted.push_back(free_.begin()->second);
+          free_.erase(free_.begin());
+        }
+        free_.emplace(bytes, ptr);
+        cached_ += bytes;
+        ptr = nullptr;
+      }
+    }
+    for (void* p : evicted) c10::free_cpu(p);
+    if (ptr != nullptr) c10::free_cpu(ptr);
+  }
+
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+  size_t limit_ = 0;
+  int64_t hits_ = 0;
+  int64_t misses_ = 0;
+};
+
+BlockPool& block_pool() {
+  static BlockPool* pool = new BlockPool();  // never destroyed, see above
+  return *pool;
+}
+
+// at::empty for the kernels' outputs and scratch: contiguous, CPU, from the pool.
+Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return Tensor(at::detail::empty_generic(sizes, &block_pool(),
+                                          c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                          c10::typeMetaToScalarType(options.dtype()),
+                                          c10::nullopt));
+}
+
+Tensor pooled_empty_like(const Tensor& x) { return pooled_empty(x.sizes(), x.options()); }
+
+Tensor pooled_zeros(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return pooled_empty(sizes, options).zero_();
+}
+
+// A contiguous copy of a (possibly transposed) tensor, into a pooled buffer.
+Tensor pooled_contiguous(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  return pooled_empty(x.sizes(), x.options()).copy_(x);
+}
+
+std::vector<int64_t> pool_info() { return block_pool().info(); }
+
+int64_t pool_release(int64_t limit_bytes) { return block_pool().release(limit_bytes); }
+
 // Recurrent input s_{t-1} V^T for one step. Spikes are binary and mostly zero, so below
 // kSparseDensity (per block of rows) the product is a sum of the rows of V^T picked by the
 // active neurons (per row, in neuron order); above it, one GEMM on the block.
@@ -210,6 +365,52 @@ SPIKEKWS_INLINE void row_sums_chunk(int64_t n, const int64_t* start, const int32
   }
 }
 
+// One vector of BYTES bytes at column h if it fits below O, then the halves of that width
+// down to one element: covers any remainder of fewer than 2 * BYTES / sizeof(T) columns.
+// Returns the next column.
+template <typename T, int BYTES>
+SPIKEKWS_INLINE int64_t row_sums_halves(int64_t n, const int64_t* start, const int32_t* cols,
+                                        const T* vals, const T* wt, int64_t O, const T* init,
+                                        T* y, int64_t h) {
+  constexpr int64_t L = BYTES / static_cast<int64_t>(sizeof(T));
+  if (h + L <= O) {
+    row_sums_chunk<T, BYTES, 1>(n, start, cols, vals, wt, O, init, y, h);
+    h += L;
+  }
+  if constexpr (BYTES / 2 >= static_cast<int>(sizeof(T))) {
+    return row_sums_halves<T, BYTES / 2>(n, start, cols, vals, wt, O, init, y, h);
+  }
+  return h;
+}
+
+// The columns [h, O) left after the chunks of 8 vectors: one chunk of the remaining whole
+// vectors, then narrower vectors (each output still sums its entries in order, whatever
+// chunk it falls in; a scalar loop per column there was slower than the whole product for
+// a 20-class readout).
+template <typename T, int BYTES>
+SPIKEKWS_INLINE void row_sums_tail(int64_t n, const int64_t* start, const int32_t* cols,
+                                   const T* vals, const T* wt, int64_t O, const T* init, T* y,
+                                   int64_t h) {
+  constexpr int64_t L = BYTES / static_cast<int64_t>(sizeof(T));
+  const int64_t whole = (O - h) / L;
+#define SPIKEKWS_CHUNK(NV) row_sums_chunk<T, BYTES, NV>(n, start, cols, vals, wt, O, init, y, h)
+  switch (whole) {
+    case 0: break;
+    case 1: SPIKEKWS_CHUNK(1); break;
+    case 2: SPIKEKWS_CHUNK(2); break;
+    case 3: SPIKEKWS_CHUNK(3); break;
+    case 4: SPIKEKWS_CHUNK(4); break;
+    case 5: SPIKEKWS_CHUNK(5); break;
+    case 6: SPIKEKWS_CHUNK(6); break;
+    default: SPIKEKWS_CHUNK(7); break;
+  }
+#undef SPIKEKWS_CHUNK
+  h += whole * L;
+  if constexpr (BYTES / 2 >= static_cast<int>(sizeof(T))) {
+    row_sums_halves<T, BYTES / 2>(n, start, cols, vals, wt, O, init, y, h);
+  }
+}
+
 template <typename T, int BYTES>
 SPIKEKWS_INLINE void selected_row_sums(int64_t n, const int64_t* start, const int32_t* cols,
                                        const T* vals, const T* wt, int64_t O, const T* init,
@@ -219,16 +420,7 @@ SPIKEKWS_INLINE void selected_row_sums(int64_t n, const int64_t* start, const in
   for (; h + 8 * L <= O; h += 8 * L) {
     row_sums_chunk<T, BYTES, 8>(n, start, cols, vals, wt, O, init, y, h);
   }
-  for (; h + L <= O; h += L) row_sums_chunk<T, BYTES, 1>(n, start, cols, vals, wt, O, init, y, h);
-  for (; h < O; ++h) {
-    for (int64_t r = 0; r < n; ++r) {
-      T a = init != nullptr ? init[h] : T(0);
-      for (int64_t k = start[r]; k < start[r + 1]; ++k) {
-        a += vals[k] * wt[static_cast<int64_t>(cols[k]) * O + h];
-      }
-      y[r * O + h] = a;
-    }
-  }
+  row_sums_tail<T, BYTES>(n, start, cols, vals, wt, O, init, y, h);
 }
 
 #ifdef SPIKEKWS_X86_ISA
@@ -491,7 +683,7 @@ void backward_over_time(const Step& step, int64_t nT, int64_t M, int64_t H,
   const int64_t MH = M * H;
   const at::ThreadLocalState tls;  // the caller's grad / inference mode in the workers
   const Tensor w = weight->detach();
-  const Tensor vt = w.t().contiguous();  // row j = V[:, j]
+  const Tensor vt = pooled_contiguous(w.t());  // row j = V[:, j]
   const T* vtp = vt.data_ptr<T>();
   const T* gxp = gx.data_ptr<T>();
   T* csp = cs.data_ptr<T>();
@@ -519,7 +711,7 @@ struct Recurrence {
   int64_t H;
 
   Recurrence(const Tensor& w, int64_t M, int64_t H_, const at::TensorOptions& opt)
-      : weight(w.detach()), vt(w.t().contiguous()), buf(at::empty({M, H_}, opt)), H(H_) {}
+      : weight(w.detach()), vt(pooled_contiguous(w.t())), buf(pooled_empty({M, H_}, opt)), H(H_) {}
 
   // s_{t-1} V^T for the rows [r0, r1) of spikes s ([M, H], data sp), into the same rows of
   // buf: sums of rows of V^T while the block's spikes are sparse, else one GEMM on the block.
@@ -558,7 +750,7 @@ void forward_over_time(const Rows& rows, int64_t nT, int64_t M, int64_t H,
   }
   const int64_t MH = M * H;
   Recurrence<T> recur(*weight, M, H, spikes.options());
-  Tensor cur_buf = save ? Tensor() : at::empty({M, H}, spikes.options());
+  Tensor cur_buf = save ? Tensor() : pooled_empty({M, H}, spikes.options());
   const T* rp = recur.buf.template data_ptr<T>();
   const T* s0p = s0.data_ptr<T>();
   const T* sp = spikes.data_ptr<T>();
@@ -625,14 +817,14 @@ Tensor recurrent_weight_grad(const Tensor& gx, const Tensor& v_trace, const Tens
     for (int64_t i = 0; i < MH; ++i) nnz += s0p[i] != T(0);
     for (int64_t i = 0; i < (nT - 1) * MH; ++i) nnz += (vp[i] - th) >= T(0);
     if (static_cast<double>(nnz) < kSparseDensity * static_cast<double>(nT * MH)) {
-      Tensor dvt = at::zeros({H, H}, gx.options());
+      Tensor dvt = pooled_zeros({H, H}, gx.options());
       T* dp = dvt.data_ptr<T>();
       at::parallel_for(0, H, 16, [&](int64_t j0, int64_t j1) {
         weight_grad(j0, j1, nT, M, H, gp, vp, s0p, th, dp);
       });
-      out = dvt.t().contiguous();
+      out = pooled_contiguous(dvt.t());
     } else {
-      Tensor s_prev = at::empty_like(gx);
+      Tensor s_prev = pooled_empty_like(gx);
       T* sp = s_prev.data_ptr<T>();
       std::copy(s0p, s0p + MH, sp);
       at::parallel_for(0, (nT - 1) * MH, 65536, [&](int64_t i0, int64_t i1) {
@@ -701,10 +893,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
   check_inputs(x, {&v0, &s0}, {&alpha}, weight);
   const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
   const bool rec = has_weight(weight);
-  Tensor spikes = at::empty_like(x);
-  Tensor v_trace = save ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor spikes = pooled_empty_like(x);
+  Tensor v_trace = save ? pooled_empty_like(x) : pooled_empty({0}, x.options());
   Tensor v_roll = save ? Tensor() : v0.clone();
-  Tensor cur_trace = (rec && save) ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor cur_trace = (rec && save) ? pooled_empty_like(x) : pooled_empty({0}, x.options());
   Tensor oma = at::rsub(alpha, 1.0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
     using T = scalar_t;
@@ -772,7 +964,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
               "spikekws_scan: lif_backward shape mismatch");
   const int64_t nT = cur.size(0), M = cur.size(1), H = cur.size(2), MH = M * H;
   const bool rec = has_weight(weight);
-  Tensor gx = at::empty_like(cur);
+  Tensor gx = pooled_empty_like(cur);
   Tensor cv = grad_v_last.clone();  // d/dv_t carried backwards; ends as grad v0
   Tensor cs = at::zeros_like(v0);   // d/ds_t carried backwards; ends as grad s0
   Tensor dacc = at::zeros_like(v0);
@@ -810,7 +1002,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lif_backward(
     });
   });
   Tensor grad_alpha = dacc.sum(0);
-  Tensor grad_w = at::empty({0}, cur.options());
+  Tensor grad_w = pooled_empty({0}, cur.options());
   if (rec) {
     grad_w = recurrent_weight_grad(gx, v_trace, s0, theta);
   }
@@ -884,12 +1076,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
   check_inputs(x, {&v0, &w0, &s0}, {&alpha, &beta, &a, &b}, weight);
   const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
   const bool rec = has_weight(weight);
-  Tensor spikes = at::empty_like(x);
-  Tensor v_trace = save ? at::empty_like(x) : at::empty({0}, x.options());
-  Tensor w_trace = save ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor spikes = pooled_empty_like(x);
+  Tensor v_trace = save ? pooled_empty_like(x) : pooled_empty({0}, x.options());
+  Tensor w_trace = save ? pooled_empty_like(x) : pooled_empty({0}, x.options());
   Tensor v_roll = save ? Tensor() : v0.clone();
   Tensor w_roll = save ? Tensor() : w0.clone();
-  Tensor cur_trace = (rec && save) ? at::empty_like(x) : at::empty({0}, x.options());
+  Tensor cur_trace = (rec && save) ? pooled_empty_like(x) : pooled_empty({0}, x.options());
   Tensor oma = at::rsub(alpha, 1.0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "adlif_forward", [&] {
     using T = scalar_t;
@@ -996,11 +1188,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
               "spikekws_scan: adlif_backward shape mismatch");
   const int64_t nT = cur.size(0), M = cur.size(1), H = cur.size(2), MH = M * H;
   const bool rec = has_weight(weight);
-  Tensor gx = at::empty_like(cur);
+  Tensor gx = pooled_empty_like(cur);
   Tensor cv = grad_v_last.clone();
   Tensor cw = grad_w_last.clone();
   Tensor cs = at::zeros_like(v0);
-  Tensor acc = at::zeros({4, M, H}, v0.options());  // d alpha, d beta, d a, d b per element
+  Tensor acc = pooled_zeros({4, M, H}, v0.options());  // d alpha, d beta, d a, d b per element
   Tensor cs_coef = detach_reset ? at::zeros_like(alpha) : alpha * (-theta);
   Tensor oma = at::rsub(alpha, 1.0);
   AT_DISPATCH_FLOATING_TYPES(cur.scalar_type(), "adlif_backward", [&] {
@@ -1035,7 +1227,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
     });
   });
   Tensor sums = acc.sum(1);  // [4, H]
-  Tensor grad_w = at::empty({0}, cur.options());
+  Tensor grad_w = pooled_empty({0}, cur.options());
   if (rec) {
     grad_w = recurrent_weight_grad(gx, v_trace, s0, theta);
   }
@@ -1089,22 +1281,45 @@ SPIKEKWS_CLONES void event_grad(int64_t j0, int64_t j1, int64_t N, int64_t K, in
   event_grad_cols<double>(j0, j1, N, K, O, x, g, dwt);
 }
 
+// Non-zero entries of x[0 .. n), counted in vectors (int32 lanes per block of 2^20).
+template <typename T>
+SPIKEKWS_INLINE int64_t count_nonzero_rows(const T* x, int64_t n) {
+  int64_t total = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += int64_t(1) << 20) {
+    const int64_t i1 = std::min(n, i0 + (int64_t(1) << 20));
+    int32_t acc = 0;
+#pragma GCC ivdep
+    for (int64_t i = i0; i < i1; ++i) acc += x[i] != T(0) ? 1 : 0;
+    total += acc;
+  }
+  return total;
+}
+
+SPIKEKWS_CLONES int64_t count_nonzero(const float* x, int64_t n) {
+  return count_nonzero_rows<float>(x, n);
+}
+
+SPIKEKWS_CLONES int64_t count_nonzero(const double* x, int64_t n) {
+  return count_nonzero_rows<double>(x, n);
+}
+
+// Whether fewer than kLinearDensity of x's entries are non-zero. Counted in blocks, in
+// order, stopping as soon as the count reaches the limit (dense features stop early); the
+// answer depends on x alone.
 bool events_sparse(const Tensor& x) {
   const int64_t n = x.numel();
   if (n == 0) return false;
+  const double limit = kLinearDensity * static_cast<double>(n);
   int64_t nnz = 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "events_sparse", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
-    nnz = at::parallel_reduce(
-        0, n, 65536, int64_t(0),
-        [&](int64_t i0, int64_t i1, int64_t acc) {
-          for (int64_t i = i0; i < i1; ++i) acc += xp[i] != T(0);
-          return acc;
-        },
-        std::plus<int64_t>());
+    constexpr int64_t kBlock = 65536;
+    for (int64_t i0 = 0; i0 < n && static_cast<double>(nnz) < limit; i0 += kBlock) {
+      nnz += count_nonzero(xp + i0, std::min(kBlock, n - i0));
+    }
   });
-  return static_cast<double>(nnz) < kLinearDensity * static_cast<double>(n);
+  return static_cast<double>(nnz) < limit;
 }
 
 void check_linear(const Tensor& x, const Tensor& weight) {
@@ -1177,9 +1392,9 @@ Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor&
   const int64_t P = (O + kPanel - 1) / kPanel;
   const Tensor w = weight.contiguous();
   // padded bias, so that the masked loads of a partial panel stay in bounds
-  Tensor b = bias.defined() ? at::zeros({P * kPanel}, x.options()) : Tensor();
+  Tensor b = bias.defined() ? pooled_zeros({P * kPanel}, x.options()) : Tensor();
   if (bias.defined()) b.narrow(0, 0, O).copy_(bias);
-  Tensor packed = at::empty({P, K, kPanel}, x.options());
+  Tensor packed = pooled_empty({P, K, kPanel}, x.options());
   const float* wp = w.data_ptr<float>();
   float* pp = packed.data_ptr<float>();
   at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
@@ -1196,7 +1411,7 @@ Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor&
       }
     }
   });
-  Tensor y = at::empty({N, O}, x.options());
+  Tensor y = pooled_empty({N, O}, x.options());
   const float* xp = x.data_ptr<float>();
   const float* bp = bias.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
@@ -1251,9 +1466,9 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
     return {dense_product(x, weight, bias), false};
   }
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
-  Tensor wt = weight.t().contiguous();
+  Tensor wt = pooled_contiguous(weight.t());
   Tensor b = has_bias ? bias->contiguous() : Tensor();
-  Tensor y = at::empty({N, O}, x.options());
+  Tensor y = pooled_empty({N, O}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "event_linear_forward", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
@@ -1276,7 +1491,7 @@ Tensor event_linear_weight_grad(const Tensor& grad_y, const Tensor& x, bool spar
               "spikekws_scan: linear grad must be a contiguous [N, O] tensor of x's dtype");
   if (!sparse) return at::mm(grad_y.t(), x);
   const int64_t N = x.size(0), K = x.size(1), O = grad_y.size(1);
-  Tensor dwt = at::zeros({K, O}, x.options());
+  Tensor dwt = pooled_zeros({K, O}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "event_linear_weight_grad", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
@@ -1286,7 +1501,7 @@ Tensor event_linear_weight_grad(const Tensor& grad_y, const Tensor& x, bool spar
       event_grad(j0, j1, N, K, O, xp, gp, dp);
     });
   });
-  return dwt.t().contiguous();
+  return pooled_contiguous(dwt.t());
 }
 
 // ------------------------------------------------------------------------------------
@@ -1331,7 +1546,7 @@ Tensor masked_dropout(const Tensor& x, double p, int64_t seed) {
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "spikekws_scan: dropout needs a "
               "contiguous CPU tensor");
   TORCH_CHECK(p >= 0.0 && p < 1.0, "spikekws_scan: dropout p must be in [0, 1), got ", p);
-  Tensor y = at::empty_like(x);
+  Tensor y = pooled_empty_like(x);
   const double keep = 1.0 - p;
   const uint64_t threshold =
       static_cast<uint64_t>(std::min(std::ldexp(keep, 32), 4294967296.0));
@@ -1394,7 +1609,7 @@ inline void li_backward_rows(int64_t r0, int64_t r1, int64_t H, const T* gout, c
 Tensor li_forward(const Tensor& x, const Tensor& v0, const Tensor& alpha) {
   check_inputs(x, {&v0}, {&alpha}, c10::nullopt);
   const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
-  Tensor trace = at::empty_like(x);
+  Tensor trace = pooled_empty_like(x);
   Tensor oma = at::rsub(alpha, 1.0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "li_forward", [&] {
     using T = scalar_t;
@@ -1422,7 +1637,7 @@ std::tuple<Tensor, Tensor, Tensor> li_backward(const Tensor& grad_trace, const T
                   trace.sizes() == x.sizes() && trace.is_contiguous(),
               "spikekws_scan: li_backward shape mismatch");
   const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
-  Tensor gx = at::empty_like(x);
+  Tensor gx = pooled_empty_like(x);
   Tensor cv = at::zeros_like(v0);
   Tensor dacc = at::zeros_like(v0);
   Tensor oma = at::rsub(alpha, 1.0);
@@ -1471,6 +1686,9 @@ TORCH_LIBRARY(spikekws_scan, m) {
   m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
   m.def("li_backward(Tensor grad_trace, Tensor x, Tensor trace, Tensor v0, Tensor alpha) "
         "-> (Tensor, Tensor, Tensor)");
+  // no tensor arguments: one kernel for every dispatch key
+  m.def("pool_info() -> int[]", &pool_info);
+  m.def("pool_release(int limit_bytes) -> int", &pool_release);
 }
 
 TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
