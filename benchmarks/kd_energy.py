@@ -21,13 +21,15 @@ writes JSON. Usage::
         --words yes,no,up,down,left,right,on,off,stop,go   # 1000 clips of unseen speakers
     python benchmarks/kd_energy.py [--datasets synth,fsdd,fsdd-official] [--synth-root data/synth_kd]
         [--fsdd-root ../shared/data/fsdd] [--epochs 20] [--seeds 0,1] [--runs runs/kd_energy]
-        [--kd-stage-epochs 5,5,20] [--kd-ema 0.99] [--ema 0.99] [--features mfcc]
+        [--kd-stage-epochs 5,5,20] [--kd-ema 0.99] [--ema 0.99] [--features mfcc] [--augment]
         [--out benchmarks/results/kd_energy.json]
 
 ``--kd-stage-epochs`` gives each curriculum stage its own length instead of an even split of
 ``--epochs`` (the direct distillation keeps ``--epochs``); ``--ema`` averages the weights of
 every run (``train.ema_decay``), ``--kd-ema`` those of the students only; ``--features mfcc``
-gives every run FSDD's front-end of ``configs/fsdd.yaml`` (13 MFCCs with deltas). Results of
+gives every run FSDD's front-end of ``configs/fsdd.yaml`` (13 MFCCs with deltas), and
+``--augment`` its waveform augmentation (VTLP and tempo, drawn anew every epoch; students
+see it too). Results of
 such variants are stored under "DATASET (variant)", their runs under "DATASET_variant/".
 
 Runs already in ``--runs`` are reused (delete them to retrain). Everything runs on one CPU
@@ -56,6 +58,10 @@ FEATURES = {
     "mfcc": ["features.name=mfcc", "features.options={n_mfcc: 13, n_mels: 40, deltas: 1, "
              "win_ms: 25.0, hop_ms: 10.0, normalize: utterance}"],
 }
+
+
+# configs/fsdd.yaml's waveform augmentation: formants moved by up to 15 %, speaking rate 0.8-1.25x.
+AUGMENT = ["data.options.augment={vtlp: [0.85, 1.15], tempo: [0.8, 1.25]}"]
 
 
 def _data_overrides(name: str, root: str) -> List[str]:
@@ -128,11 +134,14 @@ def _row(label: str, path: Path, train_s: float, unseen_root: str = "") -> Dict[
 
 def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, alpha: float = 0.9,
                 init: str = "teacher", unseen_root: str = "", stage_epochs=None,
-                ema: float = 0.0, features: str = "logmel", train_ema: float = 0.0) -> Dict[str, Any]:
+                ema: float = 0.0, features: str = "logmel", train_ema: float = 0.0,
+                augment: bool = False) -> Dict[str, Any]:
     base = [*_data_overrides(name, root), f"features.timesteps={TEACHER_T}", f"train.epochs={epochs}",
             f"train.seed={seed}", "train.threads=1", "train.device=cpu", "train.progress=false",
-            *FEATURES[features], *([f"train.ema_decay={train_ema}"] if train_ema > 0 else [])]
-    suffix = ("" if features == "logmel" else f"_{features}") + (f"_ema{train_ema:g}" if train_ema > 0 else "")
+            *FEATURES[features], *([f"train.ema_decay={train_ema}"] if train_ema > 0 else []),
+            *(AUGMENT if augment else [])]
+    suffix = (("" if features == "logmel" else f"_{features}") + ("_aug" if augment else "")
+              + (f"_ema{train_ema:g}" if train_ema > 0 else ""))
     d = runs / (name + suffix) / f"seed{seed}"
     dt40 = 0.01 * TEACHER_T / STUDENT_T  # the step length distillation gives the student
     t_rad = _train(d / "radlif_T100", [*base, *RADLIF])
@@ -153,6 +162,7 @@ def run_dataset(name: str, root: str, runs: Path, epochs: int, seed: int = 0, al
             _row(curriculum_label, d / f"kd_curriculum_T40_{ctag}", t_kd, unseen_root),
             _row("KD 100->40 (no curriculum)", d / f"kd_direct_T40_{tag}", t_kd1, unseen_root)]
     return {"dataset": name, "root": root, "epochs": epochs, "seed": seed, "features": features,
+            "augment": AUGMENT[0] if augment else None,
             "train_ema_decay": train_ema, "kd_alpha": alpha,
             "kd_init": init, "kd_stage_epochs": list(stage_epochs) if stage_epochs else None,
             "kd_ema_decay": ema, "unseen_root": unseen_root or None, "rows": rows,
@@ -257,6 +267,9 @@ def main(argv=None) -> int:
     p.add_argument("--features", default="logmel", choices=sorted(FEATURES),
                    help="front-end of every run: 40 log-mels (spikescr.yaml) or 13 MFCCs with "
                         "deltas (fsdd.yaml)")
+    p.add_argument("--augment", action="store_true",
+                   help="waveform augmentation of configs/fsdd.yaml (VTLP 0.85-1.15, tempo "
+                        "0.8-1.25) in every run")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kd_energy.json"))
     args = p.parse_args(argv)
     if args.kd_ema is None:
@@ -266,6 +279,7 @@ def main(argv=None) -> int:
     # Results of a distillation variant are kept apart from the default ones.
     variant = ", ".join(v for v in (
         "MFCC" if args.features == "mfcc" else "",
+        "augmented" if args.augment else "",
         f"EMA {args.ema:g}" if args.ema > 0 else "",
         f"stages {args.kd_stage_epochs}" if stage_epochs else "",
         f"KD EMA {args.kd_ema:g}" if args.kd_ema > 0 and args.kd_ema != args.ema else "") if v)
@@ -282,7 +296,8 @@ def main(argv=None) -> int:
         for seed in (int(x) for x in args.seeds.split(",") if x.strip()):
             unseen = args.synth_unseen_root if name == "synth" and Path(args.synth_unseen_root).is_dir() else ""
             res = run_dataset(name, root, Path(args.runs), args.epochs, seed, args.kd_alpha, args.kd_init,
-                              unseen, stage_epochs, args.kd_ema, args.features, args.ema)
+                              unseen, stage_epochs, args.kd_ema, args.features, args.ema,
+                              args.augment)
             print(table(res), flush=True)
             results = json.loads(out.read_text()) if out.is_file() else {}  # other processes' datasets
             key = f"{name} ({variant})" if variant else name

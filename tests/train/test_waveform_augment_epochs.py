@@ -76,3 +76,49 @@ def test_resume_with_augmentation_matches_uninterrupted_run(tmp_path, tiny_root,
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_distill_redraws_augmentation_and_teacher_targets_each_epoch(tmp_path, tiny_root,
+                                                                     monkeypatch):
+    """With waveform augmentation the student sees each epoch's draws, and the teacher's soft
+    targets are recomputed on those same features (not on the first epoch's)."""
+    import json
+
+    from spikekws.train.distill import distill_run
+
+    teacher = tmp_path / "teacher"
+    runner.train_run(_cfg(tiny_root, AUGMENT, "train.epochs=1"), teacher)
+    seen = _record_train_features(monkeypatch)
+    targets = []
+    original_predict = runner.predict
+
+    def recording_predict(model, X, *args, **kwargs):
+        out = original_predict(model, X, *args, **kwargs)
+        targets.append((X.clone(), out[0].clone()))
+        return out
+
+    monkeypatch.setattr(runner, "predict", recording_predict)
+    distill_run(teacher, tmp_path / "student", 10, curriculum=[20, 10], epochs=3, alpha=0.5,
+                progress=False)
+    assert [epoch for epoch, _ in seen] == [0, 1, 2]
+    assert not torch.equal(seen[0][1], seen[1][1])
+    # one teacher pass per epoch on that epoch's training features (the teacher's own
+    # length; predict also serves the validation passes, on other clips)
+    on_train = [[logits for Xt, logits in targets if Xt.shape == X.shape and torch.equal(Xt, X)]
+                for _, X in seen]
+    assert [len(x) for x in on_train] == [1, 1, 1]
+    assert not torch.equal(on_train[0][0], on_train[1][0])
+    assert json.loads((tmp_path / "student" / "distill.json").read_text())["redrawn_every_epoch"]
+
+
+def test_distill_without_augmentation_extracts_once(tmp_path, tiny_root, monkeypatch):
+    import json
+
+    from spikekws.train.distill import distill_run
+
+    teacher = tmp_path / "teacher"
+    runner.train_run(_cfg(tiny_root, "train.epochs=1"), teacher)
+    seen = _record_train_features(monkeypatch)
+    distill_run(teacher, tmp_path / "student", 10, epochs=2, progress=False)
+    assert len(seen) == 1
+    assert not json.loads((tmp_path / "student" / "distill.json").read_text())["redrawn_every_epoch"]

@@ -31,6 +31,11 @@ scratch (``init="scratch"``) or from the teacher's weights (``init="teacher"``, 
 architecture only). ``best.pt`` is chosen on the validation split among the epochs of the
 last stage only, i.e. at the final ``T``.
 
+Waveform augmentation (``data.options.augment``) is drawn anew every epoch, as in
+training: the training clips are re-extracted each epoch and the teacher's targets are
+recomputed on that epoch's draws (one teacher inference pass over the training split per
+epoch), so teacher and student always see the same audio.
+
 With ``train.ema_decay`` set, each stage keeps an exponential moving average of its
 weights (:class:`~spikekws.train.ema.WeightEMA`, restarted at every stage): validation,
 ``best.pt`` and the next stage's starting point use the averaged weights.
@@ -226,7 +231,12 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                          f"teacher's {list(info['labels'])[:5]}...")
     frontend = runner.build_frontend(native, data_info.sample_rate, data_info.kind).to(device)
     bs = cfg.train.eval_batch_size
-    Xtr, ytr = runner.extract_features(runner.build_data(native, "train"), frontend, device, bs,
+    train_data = runner.build_data(native, "train")
+    # as in train_run: waveform augmentation is drawn per (epoch, clip)
+    redraw = getattr(train_data, "augment", None) is not None or not cfg.train.cache_features
+    if redraw and hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(0)
+    Xtr, ytr = runner.extract_features(train_data, frontend, device, bs,
                                        cfg.train.progress, "features train")
     Xva, yva = runner.extract_features(runner.build_data(native, "valid"), frontend, device, bs,
                                        cfg.train.progress, "features valid")
@@ -236,11 +246,17 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
 
     teacher.to(device)
     t_steps = t_cfg.features.timesteps or int(Xtr.shape[1])
-    teacher_out, _ = runner.predict(teacher, at(Xtr, t_cfg.features.timesteps), device, bs)
+
+    def teacher_targets(X: torch.Tensor) -> torch.Tensor:
+        out, _ = runner.predict(teacher, at(X, t_cfg.features.timesteps), device, bs)
+        return out.to(device)
+
+    targets = {"train": teacher_targets(Xtr)}
     t_val = runner._evaluate_arrays(teacher, at(Xva, t_cfg.features.timesteps), yva, device, bs)
     log.info("teacher %s: %s at T=%d, valid acc %.4f; student stages T=%s, epochs %s",
              teacher_run, t_cfg.model.name, t_steps, t_val["acc"], stages, per_stage)
-    teacher.cpu()
+    if not redraw:
+        teacher.cpu()
 
     base_dt = float(cfg.model.options.get("dt", 0.01))
 
@@ -258,7 +274,8 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
               "teacher_model": t_cfg.model.name, "teacher_timesteps": t_steps,
               "teacher_valid_acc": t_val["acc"], "curriculum": stages, "epochs_per_stage": per_stage,
               "temperature": float(temperature), "alpha": float(alpha), "init": init,
-              "scale_dt": bool(scale_dt), "ema_decay": float(cfg.train.ema_decay)}
+              "scale_dt": bool(scale_dt), "ema_decay": float(cfg.train.ema_decay),
+              "redrawn_every_epoch": bool(redraw)}
     atomic_write_text(run_dir / "distill.json", json.dumps(record, indent=2))
 
     in_features, n_classes = int(Xtr.shape[-1]), len(info["labels"])
@@ -267,10 +284,9 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
     state_dict = teacher.state_dict() if init == "teacher" else None
     epoch, n_params = 0, 0
     t = cfg.train
-    teacher_out = teacher_out.to(device)
 
     def loss_fn(out, y, idx):
-        return kd_loss(out, teacher_out[idx.to(device)], y, float(temperature), float(alpha))
+        return kd_loss(out, targets["train"][idx.to(device)], y, float(temperature), float(alpha))
 
     for si, (steps, n_epochs) in enumerate(zip(stages, per_stage)):
         s_cfg = stage_config(steps, n_epochs)
@@ -287,6 +303,13 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                 "num_params": n_params, "distill": record}
         for _ in range(n_epochs):
             t0 = time.time()
+            if redraw and epoch != 0:
+                if hasattr(train_data, "set_epoch"):
+                    train_data.set_epoch(epoch)
+                Xtr, ytr = runner.extract_features(train_data, frontend, device, bs, t.progress,
+                                                   f"features train, epoch {epoch + 1}")
+                targets["train"] = teacher_targets(Xtr)
+                Xs = at(Xtr, steps)
             loss_sum, correct, seen = runner.train_epoch(
                 model, opt, Xs, ytr, t, epoch, device, None, loss_fn,
                 desc=f"stage {si + 1}/{len(stages)} T={steps} epoch {epoch + 1}/{t.epochs}",
@@ -315,6 +338,7 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
                      " *" if improved else "  ", "/".join(f"{r:.3f}" for r in val["firing_rates"]),
                      lr, row["time_s"])
         state_dict = (ema.model if ema is not None else model).state_dict()
+    teacher.cpu()
     return {"run_dir": str(run_dir), "best": best, "epochs": t.epochs, "num_params": n_params,
             "stages": stages, "epochs_per_stage": per_stage, "teacher_timesteps": t_steps,
             "teacher_valid_acc": t_val["acc"]}
