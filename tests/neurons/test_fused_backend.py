@@ -758,3 +758,107 @@ def test_pool_size_from_environment(tmp_path):
                              text=True, timeout=300, check=True)
         assert int(out.stdout.split()[-1]) == expected, value
         assert ("SPIKEKWS_POOL_MB=junk is not a whole number" in out.stderr) == (value == "junk")
+
+
+# --------------------------------------------------------------------------------------
+# Fused layers: neuron(x W^T + b) in one op, for inference
+# --------------------------------------------------------------------------------------
+
+def _layer_case(T, M, K, H, sparse, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = ((torch.rand(T, M, K, generator=g) < 0.08).to(dtype) if sparse
+         else torch.randn(T, M, K, generator=g).to(dtype))
+    w = (0.3 * torch.randn(H, K, generator=g)).to(dtype)
+    b = (0.1 * torch.randn(H, generator=g)).to(dtype)
+    p = (0.3 + 0.5 * torch.rand(4, H, generator=g)).to(dtype)
+    V = (0.1 * torch.randn(H, H, generator=g)).to(dtype)
+    st = [(0.5 * torch.rand(M, H, generator=g)).to(dtype),
+          (0.1 * torch.rand(M, H, generator=g)).to(dtype),
+          (torch.rand(M, H, generator=g) < 0.3).to(dtype)]
+    return x, w, b, p, V, st
+
+
+@needs_ext
+@pytest.mark.parametrize("T,M,K,H,sparse,dtype", [
+    (100, 32, 140, 512, False, torch.float32),   # dense AVX-512 path, chunks of 8 steps
+    (100, 32, 512, 512, True, torch.float32),    # event path
+    (7, 5, 33, 19, True, torch.float32),         # few rows: GEMM path
+    (9, 3, 20, 40, False, torch.float64),
+    (6, 300, 48, 600, True, torch.float32),      # a step over the chunk size: chunks of 1
+    (1, 70, 30, 65, False, torch.float32),       # T = 1
+])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_fused_layer_equals_product_then_scan(T, M, K, H, sparse, dtype, recurrent):
+    """The fused layer ops give the spikes and states of event_linear_forward followed by the
+    scan, bit for bit (each row of the product is computed the same way)."""
+    ops = torch.ops.spikekws_scan
+    x, w, b, p, V, (v0, w0, s0) = _layer_case(T, M, K, H, sparse, dtype)
+    rec = V if recurrent else None
+    for bias in (b, None):
+        y, _ = ops.event_linear_forward(x.reshape(-1, K), w, bias)
+        y = y.reshape(T, M, H)
+        ref = ops.adlif_forward(y, v0, w0, s0, p[0], p[1], p[2], p[3], rec, 1.0, False)
+        out = ops.adlif_linear_forward(x, w, bias, v0, w0, s0, p[0], p[1], p[2], p[3], rec, 1.0)
+        for i in range(3):
+            assert torch.equal(out[i], ref[i]), i
+        ref = ops.lif_forward(y, v0, s0, p[0], rec, 1.0, False)
+        out = ops.lif_linear_forward(x, w, bias, v0, s0, p[0], rec, 1.0)
+        assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+        assert 0 < ref[0].mean() < 1 or T * M < 50
+
+
+@needs_ext
+def test_fused_layer_rejects_bad_shapes():
+    ops = torch.ops.spikekws_scan
+    x, w, b, p, V, (v0, w0, s0) = _layer_case(5, 4, 10, 6, False, torch.float32)
+    with pytest.raises(RuntimeError, match="fused layer weight"):
+        ops.lif_linear_forward(x, w[:, :9], b, v0, s0, p[0], None, 1.0)
+    with pytest.raises(RuntimeError, match="fused layer bias"):
+        ops.lif_linear_forward(x, w, b[:5], v0, s0, p[0], None, 1.0)
+    with pytest.raises(RuntimeError, match="states must be"):
+        ops.adlif_linear_forward(x, w, b, v0[:3], w0, s0, p[0], p[1], p[2], p[3], None, 1.0)
+
+
+@needs_ext
+@pytest.mark.parametrize("neuron", ["lif", "adlif", "rlif", "radlif"])
+def test_spiking_layer_takes_the_fused_op_in_inference_only(neuron, monkeypatch):
+    from spikekws.layers.linear import SpikingLinear, project
+
+    torch.manual_seed(0)
+    layer = SpikingLinear(24, 40, neuron=neuron, backend="cpp")
+    x = torch.randn(1, 6, 24) + 0.3 * torch.randn(30, 6, 24)  # slowly varying, like features
+    layer.train()
+    layer(x)  # batch-norm running statistics
+    layer.eval()
+    with torch.no_grad():
+        layer.norm.norm.weight.fill_(2.0)
+    calls = []
+    name = "adlif_linear_scan_cpp" if "adlif" in neuron else "lif_linear_scan_cpp"
+    original = getattr(cpp, name)
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(cpp, name, spy)
+    with torch.inference_mode():
+        s, state = layer.spikes(x)
+        # the unfused path: the folded product, then the neuron
+        s_ref, state_ref = layer.neuron(project(layer.linear, layer.norm, x))
+    assert calls == [True]
+    assert torch.equal(s, s_ref) and 0 < s.mean() < 1
+    for a, b in zip(state, state_ref):
+        assert torch.equal(a, b)
+    # with a gradient to record, in training mode, or with hooks: the unfused path
+    s_grad, _ = layer.spikes(x)
+    assert calls[-1] is False and s_grad.requires_grad and torch.equal(s_grad.detach(), s)
+    handle = layer.neuron.register_forward_hook(lambda *a: None)
+    with torch.no_grad():
+        s_hooked, _ = layer.spikes(x)
+    handle.remove()
+    assert len(calls) == 2 and torch.equal(s_hooked, s)
+    layer.train()
+    with torch.no_grad():
+        layer.spikes(x)
+    assert len(calls) == 2  # batch norm in training mode is not folded: not even tried

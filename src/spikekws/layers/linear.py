@@ -84,6 +84,23 @@ def _hooked(*modules: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
+def folded_weights(linear: nn.Linear, norm: nn.Module, x: torch.Tensor
+                   ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """(weight, bias) of ``norm(linear(.))`` as one affine map where :func:`project` would
+    fold it (eval batch norm with running statistics, fused backend, no hooks) or where there
+    is no norm; None otherwise."""
+    if _hooked(linear, norm):
+        return None
+    if isinstance(norm, nn.Identity):
+        return linear.weight, linear.bias
+    bn = norm.norm if isinstance(norm, _TimeNorm) else None
+    if (not isinstance(bn, nn.BatchNorm1d) or bn.training or bn.running_mean is None
+            or bn.running_var is None or not _fused(getattr(linear, "backend", "torch"), x)
+            or _hooked(bn)):
+        return None
+    return fold_norm(linear, norm)
+
+
 def project(linear: nn.Linear, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``norm(linear(x))`` for x ``[T, B, in]``.
 
@@ -178,7 +195,15 @@ class SpikingLinear(nn.Module):
         return self.hidden_size * (2 if self.bidirectional else 1)
 
     def spikes(self, x: torch.Tensor, state=None):
-        """Like :meth:`forward` without dropout: the emitted spikes (for firing rates)."""
+        """Like :meth:`forward` without dropout: the emitted spikes (for firing rates).
+
+        In inference on the C++ backend the product and the neuron run as one fused op
+        (:meth:`~spikekws.neurons.modules.LIF.fused_linear`), with the same result."""
+        if not self.bidirectional and hasattr(self.neuron, "fused_linear"):
+            wb = folded_weights(self.linear, self.norm, x)
+            out = self.neuron.fused_linear(x, *wb, state) if wb is not None else None
+            if out is not None:
+                return out
         if self.bidirectional:
             x = torch.cat([x, x.flip(0)], dim=1)
         s, state = self.neuron(project(self.linear, self.norm, x), state)

@@ -74,6 +74,12 @@ class _SpikingNeuron(nn.Module):
         lo, hi = self.tau_mem_range
         return torch.exp(-self.dt / self.tau_mem.clamp(lo, hi))
 
+    def _fused_backend(self, x: torch.Tensor) -> bool:
+        backend = self.backend
+        if backend == "auto":
+            backend = F.resolve_backend("lif", x.device.type)
+        return backend == "cpp" and not (self._forward_hooks or self._forward_pre_hooks)
+
     def extra_repr(self) -> str:
         return (f"size={self.size}, dt={self.dt}, v_threshold={self.v_threshold}, "
                 f"surrogate={self.surrogate!r}, backend={self.backend!r}")
@@ -110,6 +116,16 @@ class LIF(_SpikingNeuron, _Recurrent):
         return F.lif_scan(x, state, alpha=self.alpha, surrogate=self.surrogate,
                           v_threshold=self.v_threshold, recurrent_weight=self._rec(),
                           detach_reset=self.detach_reset, backend=self.backend)
+
+    def fused_linear(self, x: torch.Tensor, weight: torch.Tensor,
+                     bias: Optional[torch.Tensor] = None, state: Optional[F.LIFState] = None):
+        """``self(x W^T + bias)`` in one fused pass on the C++ backend (inference only:
+        nothing requires a gradient), or None where it does not apply."""
+        if not self._fused_backend(x):
+            return None
+        from .functional.backends import cpp
+        return cpp.lif_linear_scan_cpp(x, weight, bias, state, self.alpha, self.surrogate,
+                                       self.v_threshold, self._rec())
 
     def step(self, x_t: torch.Tensor, state: Optional[F.LIFState] = None):
         state = F.lif_init(x_t) if state is None else state
@@ -168,6 +184,17 @@ class AdLIF(_SpikingNeuron, _Recurrent):
                             surrogate=self.surrogate, v_threshold=self.v_threshold,
                             recurrent_weight=self._rec(), detach_reset=self.detach_reset,
                             backend=self.backend)
+
+    def fused_linear(self, x: torch.Tensor, weight: torch.Tensor,
+                     bias: Optional[torch.Tensor] = None, state: Optional[F.AdLIFState] = None):
+        """``self(x W^T + bias)`` in one fused pass on the C++ backend (inference only), or
+        None where it does not apply; see :meth:`LIF.fused_linear`."""
+        if not self._fused_backend(x):
+            return None
+        from .functional.backends import cpp
+        a, b = self._ab()
+        return cpp.adlif_linear_scan_cpp(x, weight, bias, state, self.alpha, self.beta, a, b,
+                                         self.surrogate, self.v_threshold, self._rec())
 
     def step(self, x_t: torch.Tensor, state: Optional[F.AdLIFState] = None):
         state = F.adlif_init(x_t) if state is None else state

@@ -62,7 +62,8 @@ _LDFLAGS = ["-fopenmp"]
 # Every op the Python side calls; a loaded library must have them all.
 _OPS = ("lif_forward", "lif_backward", "adlif_forward", "adlif_backward", "li_forward",
         "li_backward", "event_linear_forward", "event_linear_weight_grad", "masked_dropout",
-        "event_min_outputs", "pool_info", "pool_release")
+        "event_min_outputs", "pool_info", "pool_release", "lif_linear_forward",
+        "adlif_linear_forward")
 
 _lock = threading.Lock()
 _ops: Any = None
@@ -334,6 +335,62 @@ def adlif_scan_cpp(x, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
     return spikes, AdLIFState(v_last.reshape(shape), w_last.reshape(shape), spikes[-1])
 
 
+def _fused_layer_args(x, weight, bias, v_threshold, surrogate):
+    """Whether a fused layer call (inference only) may run; None if not."""
+    return (surrogate_spec(surrogate) is not None and _common_ok(x, v_threshold) and x.dim() == 3
+            and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.dtype == x.dtype and weight.device == x.device
+            and weight.shape[1] == x.shape[-1]
+            and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype == x.dtype
+                                  and bias.shape == (weight.shape[0],)))
+            and load() is not None)
+
+
+def lif_linear_scan_cpp(x, weight, bias, state, alpha, surrogate, v_threshold=1.0,
+                        recurrent_weight=None):
+    """``lif_scan(x W^T + bias)`` in one fused pass (the product computed a few steps at a
+    time, just before the scan reads it), for inference: None when a gradient is needed or
+    the arguments are not covered (the caller then runs the product and the scan). x:
+    [T, B, K], weight [H, K] -> (spikes [T, B, H], LIFState); equal to the two calls."""
+    if not _fused_layer_args(x, weight, bias, v_threshold, surrogate):
+        return None
+    H = weight.shape[0]
+    shape = (x.shape[0], x.shape[1], H)
+    proxy = x.new_empty(1, 1, 1).expand(shape)  # shape, dtype, device of the layer's current
+    a = per_neuron(alpha, proxy)
+    ok_w, w = recurrent_weight_arg(recurrent_weight, proxy)
+    if state is None:
+        v0 = s0 = x.new_zeros(x.shape[1], H)
+    else:
+        v0, s0 = state_field(state[0], proxy), state_field(state[1], proxy)
+    if a is None or not ok_w or v0 is None or s0 is None or needs_grad((x, weight, bias, a, w, v0, s0)):
+        return None
+    spikes, v_last = torch.ops.spikekws_scan.lif_linear_forward(
+        x.contiguous(), weight, bias, v0, s0, a, w, float(v_threshold))
+    return spikes, LIFState(v_last, spikes[-1])
+
+
+def adlif_linear_scan_cpp(x, weight, bias, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
+                          recurrent_weight=None):
+    """``adlif_scan(x W^T + bias)`` in one fused pass; see :func:`lif_linear_scan_cpp`."""
+    if not _fused_layer_args(x, weight, bias, v_threshold, surrogate):
+        return None
+    H = weight.shape[0]
+    proxy = x.new_empty(1, 1, 1).expand(x.shape[0], x.shape[1], H)
+    params = [per_neuron(p, proxy) for p in (alpha, beta, a, b)]
+    ok_w, w = recurrent_weight_arg(recurrent_weight, proxy)
+    if state is None:
+        v0 = w0 = s0 = x.new_zeros(x.shape[1], H)
+    else:
+        v0, w0, s0 = (state_field(f, proxy) for f in state)
+    if (any(p is None for p in params) or not ok_w or v0 is None or w0 is None or s0 is None
+            or needs_grad((x, weight, bias, *params, w, v0, w0, s0))):
+        return None
+    spikes, v_last, w_last = torch.ops.spikekws_scan.adlif_linear_forward(
+        x.contiguous(), weight, bias, v0, w0, s0, *params, w, float(v_threshold))
+    return spikes, AdLIFState(v_last, w_last, spikes[-1])
+
+
 def li_scan_cpp(x, state, alpha):
     """Fused leaky-integrator scan. x: [T, B, H] -> (membrane trace [T, B, H], LIState)."""
     if not _common_ok(x) or load() is None:
@@ -428,4 +485,4 @@ SCANS = {"lif": lif_scan_cpp, "adlif": adlif_scan_cpp, "li": li_scan_cpp, "linea
 
 __all__ = ["SCANS", "available", "build_directory", "build_error", "load", "surrogate_spec",
            "lif_scan_cpp", "adlif_scan_cpp", "li_scan_cpp", "linear_cpp", "dropout_cpp",
-           "memory_pool", "release_memory_pool"]
+           "memory_pool", "release_memory_pool", "lif_linear_scan_cpp", "adlif_linear_scan_cpp"]

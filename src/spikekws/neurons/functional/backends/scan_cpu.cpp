@@ -113,12 +113,20 @@ inline int64_t row_grain(int64_t elements_per_row, int64_t target = 16384) {
   return std::max<int64_t>(1, target / std::max<int64_t>(1, elements_per_row));
 }
 
+void check_states(const Tensor& x, int64_t M, int64_t H, const std::vector<const Tensor*>& states,
+                  const std::vector<const Tensor*>& params, const c10::optional<Tensor>& weight);
+
 void check_inputs(const Tensor& x, const std::vector<const Tensor*>& states,
                   const std::vector<const Tensor*>& params, const c10::optional<Tensor>& weight) {
   TORCH_CHECK(x.dim() == 3, "spikekws_scan: x must be [T, M, H], got ", x.sizes());
   TORCH_CHECK(x.device().is_cpu(), "spikekws_scan: CPU tensors only");
   TORCH_CHECK(x.is_contiguous(), "spikekws_scan: x must be contiguous");
-  const int64_t M = x.size(1), H = x.size(2);
+  check_states(x, x.size(1), x.size(2), states, params, weight);
+}
+
+// States [M, H], per-neuron parameters [H] and the recurrent weight [H, H], all of x's dtype.
+void check_states(const Tensor& x, int64_t M, int64_t H, const std::vector<const Tensor*>& states,
+                  const std::vector<const Tensor*>& params, const c10::optional<Tensor>& weight) {
   for (const Tensor* s : states) {
     TORCH_CHECK(s->dim() == 2 && s->size(0) == M && s->size(1) == H && s->is_contiguous() &&
                     s->scalar_type() == x.scalar_type(),
@@ -760,43 +768,60 @@ struct Recurrence {
   }
 };
 
-// The forward time loop of a scan, t = 0 .. nT - 1, over blocks of rows: samples are
-// independent, so each task runs the whole loop on its rows. rows(t, r0, r1, rec, cur) runs
-// one step on the rows. Without a recurrent weight rec and cur are null; with one, rec
+// The input of a plain scan: x [T, M, H], step t at x + t * M * H, all steps at once.
+template <typename T>
+struct PlainInput {
+  const T* x;
+  int64_t MH;
+  int64_t chunk(int64_t nT) const { return nT; }
+  void prepare(int64_t, int64_t) const {}
+  const T* step(int64_t t) const { return x + t * MH; }
+};
+
+// The forward time loop of a scan, t = 0 .. nT - 1, in chunks of input.chunk(nT) steps:
+// input.prepare(t0, t1) makes steps [t0, t1) of the input available (a plain scan has them
+// all; a fused layer computes its product for them, see InputProduct), then tasks run the
+// chunk's steps over blocks of rows (samples are independent, so a task carries its rows
+// through the chunk). input.step(t) is step t's input [M, H]. rows(t, r0, r1, x_t, rec, cur)
+// runs one step on the rows. Without a recurrent weight rec and cur are null; with one, rec
 // holds the rows' s_{t-1} V^T and the step writes the input current I_t to cur (in
 // cur_trace[t] when it is saved, else in a scratch buffer). spikes [T, M, H] receives s_t
 // as the steps write it; s0 is s_{-1}.
-template <typename T, typename Rows>
-void forward_over_time(const Rows& rows, int64_t nT, int64_t M, int64_t H,
+template <typename T, typename Rows, typename Input>
+void forward_over_time(const Rows& rows, Input& input, int64_t nT, int64_t M, int64_t H,
                        const c10::optional<Tensor>& weight, const Tensor& s0,
                        const Tensor& spikes, const Tensor& cur_trace, bool save) {
-  if (!has_weight(weight)) {
-    at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-      for (int64_t t = 0; t < nT; ++t) {
-        rows(t, r0, r1, static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
-      }
-    });
-    return;
-  }
-  const int64_t MH = M * H;
-  Recurrence<T> recur(*weight, M, H, spikes.options());
-  Tensor cur_buf = save ? Tensor() : pooled_empty({M, H}, spikes.options());
-  const T* rp = recur.buf.template data_ptr<T>();
-  const T* s0p = s0.data_ptr<T>();
-  const T* sp = spikes.data_ptr<T>();
   // Worker threads take the caller's thread-local state (grad / inference mode), so
   // that the GEMMs there may write into buffers made under inference mode.
   const at::ThreadLocalState tls;
-  at::parallel_for(0, M, row_grain(nT * H, 65536), [&](int64_t r0, int64_t r1) {
-    at::ThreadLocalStateGuard tls_guard(tls);
-    EventList<T>& list = event_scratch<T>();
-    for (int64_t t = 0; t < nT; ++t) {
-      recur.block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1),
-                  t == 0 ? s0p : sp + (t - 1) * MH, list);
-      T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
-      rows(t, r0, r1, rp, cp);
-    }
-  });
+  const int64_t MH = M * H;
+  const bool rec = has_weight(weight);
+  c10::optional<Recurrence<T>> recur;
+  Tensor cur_buf;
+  if (rec) {
+    recur.emplace(*weight, M, H, spikes.options());
+    if (!save) cur_buf = pooled_empty({M, H}, spikes.options());
+  }
+  const T* s0p = s0.data_ptr<T>();
+  const T* sp = spikes.data_ptr<T>();
+  const int64_t chunk = std::max<int64_t>(1, input.chunk(nT));
+  for (int64_t t0 = 0; t0 < nT; t0 += chunk) {
+    const int64_t t1 = std::min(nT, t0 + chunk);
+    input.prepare(t0, t1);
+    at::parallel_for(0, M, row_grain((t1 - t0) * H, 65536), [&](int64_t r0, int64_t r1) {
+      at::ThreadLocalStateGuard tls_guard(tls);
+      for (int64_t t = t0; t < t1; ++t) {
+        if (!rec) {
+          rows(t, r0, r1, input.step(t), static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
+          continue;
+        }
+        recur->block(r0, r1, t == 0 ? s0 : spikes.select(0, t - 1),
+                     t == 0 ? s0p : sp + (t - 1) * MH, event_scratch<T>());
+        T* cp = save ? cur_trace.data_ptr<T>() + t * MH : cur_buf.data_ptr<T>();
+        rows(t, r0, r1, input.step(t), recur->buf.template data_ptr<T>(), cp);
+      }
+    });
+  }
 }
 
 // Gradient of the recurrent weight: dV = sum_t gI_t^T s_{t-1} ([H, H]), where s_{t-1} is s0
@@ -915,23 +940,23 @@ SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const
   lif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
 }
 
+// The LIF forward over steps of shape [M, H] from input(T{}) (see forward_over_time).
 // Returns (spikes [T,M,H], v_last [M,H], v_trace [T,M,H] or empty, current trace or empty).
-std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& v0,
-                                                       const Tensor& s0, const Tensor& alpha,
-                                                       const c10::optional<Tensor>& weight,
-                                                       double theta, bool save) {
-  check_inputs(x, {&v0, &s0}, {&alpha}, weight);
-  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
+template <typename MakeInput>
+std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward_impl(
+    int64_t nT, int64_t M, int64_t H, const at::TensorOptions& opt, const MakeInput& make_input,
+    const Tensor& v0, const Tensor& s0, const Tensor& alpha, const c10::optional<Tensor>& weight,
+    double theta, bool save) {
+  const int64_t MH = M * H;
   const bool rec = has_weight(weight);
-  Tensor spikes = pooled_empty_like(x);
-  Tensor v_trace = save ? pooled_empty_like(x) : pooled_empty({0}, x.options());
+  Tensor spikes = pooled_empty({nT, M, H}, opt);
+  Tensor v_trace = save ? pooled_empty({nT, M, H}, opt) : pooled_empty({0}, opt);
   Tensor v_roll = save ? Tensor() : v0.clone();
-  Tensor cur_trace = (rec && save) ? pooled_empty_like(x) : pooled_empty({0}, x.options());
+  Tensor cur_trace = (rec && save) ? pooled_empty({nT, M, H}, opt) : pooled_empty({0}, opt);
   Tensor oma = at::rsub(alpha, 1.0);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(c10::typeMetaToScalarType(opt.dtype()), "lif_forward", [&] {
     using T = scalar_t;
     const T th = static_cast<T>(theta);
-    const T* xp = x.data_ptr<T>();
     const T* v0p = v0.data_ptr<T>();
     const T* s0p = s0.data_ptr<T>();
     const T* ap = alpha.data_ptr<T>();
@@ -944,15 +969,31 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
     };
     auto v_out = [&](int64_t t) -> T* { return save ? vtp + t * MH : vtp; };
     auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
+    auto input = make_input(T{});
     forward_over_time<T>(
-        [&](int64_t t, int64_t r0, int64_t r1, const T* rp, T* cp) {
-          lif_forward_kernel(r0, r1, H, xp + t * MH, rp, cp, v_prev(t), s_prev(t), v_out(t),
-                              sp + t * MH, ap, op, th);
+        [&](int64_t t, int64_t r0, int64_t r1, const T* xt, const T* rp, T* cp) {
+          lif_forward_kernel(r0, r1, H, xt, rp, cp, v_prev(t), s_prev(t), v_out(t), sp + t * MH,
+                             ap, op, th);
         },
-        nT, M, H, weight, s0, spikes, cur_trace, save);
+        input, nT, M, H, weight, s0, spikes, cur_trace, save);
   });
   Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
   return {spikes, v_last, v_trace, cur_trace};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Tensor& v0,
+                                                       const Tensor& s0, const Tensor& alpha,
+                                                       const c10::optional<Tensor>& weight,
+                                                       double theta, bool save) {
+  check_inputs(x, {&v0, &s0}, {&alpha}, weight);
+  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2);
+  return lif_forward_impl(
+      nT, M, H, x.options(),
+      [&](auto tag) {
+        using T = decltype(tag);
+        return PlainInput<T>{x.data_ptr<T>(), M * H};
+      },
+      v0, s0, alpha, weight, theta, save);
 }
 
 template <int64_t S, bool FIRST, typename T>
@@ -1098,25 +1139,26 @@ SPIKEKWS_CLONES void adlif_forward_kernel(int64_t r0, int64_t r1, int64_t H, con
                              a, b, th);
 }
 
+// The AdLIF forward over steps of shape [M, H] from input(T{}) (see forward_over_time).
 // Returns (spikes, v_last, w_last, v_trace or empty, w_trace or empty, current trace or empty).
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
-    const Tensor& x, const Tensor& v0, const Tensor& w0, const Tensor& s0, const Tensor& alpha,
+template <typename MakeInput>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward_impl(
+    int64_t nT, int64_t M, int64_t H, const at::TensorOptions& opt, const MakeInput& make_input,
+    const Tensor& v0, const Tensor& w0, const Tensor& s0, const Tensor& alpha,
     const Tensor& beta, const Tensor& a, const Tensor& b, const c10::optional<Tensor>& weight,
     double theta, bool save) {
-  check_inputs(x, {&v0, &w0, &s0}, {&alpha, &beta, &a, &b}, weight);
-  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2), MH = M * H;
+  const int64_t MH = M * H;
   const bool rec = has_weight(weight);
-  Tensor spikes = pooled_empty_like(x);
-  Tensor v_trace = save ? pooled_empty_like(x) : pooled_empty({0}, x.options());
-  Tensor w_trace = save ? pooled_empty_like(x) : pooled_empty({0}, x.options());
+  Tensor spikes = pooled_empty({nT, M, H}, opt);
+  Tensor v_trace = save ? pooled_empty({nT, M, H}, opt) : pooled_empty({0}, opt);
+  Tensor w_trace = save ? pooled_empty({nT, M, H}, opt) : pooled_empty({0}, opt);
   Tensor v_roll = save ? Tensor() : v0.clone();
   Tensor w_roll = save ? Tensor() : w0.clone();
-  Tensor cur_trace = (rec && save) ? pooled_empty_like(x) : pooled_empty({0}, x.options());
+  Tensor cur_trace = (rec && save) ? pooled_empty({nT, M, H}, opt) : pooled_empty({0}, opt);
   Tensor oma = at::rsub(alpha, 1.0);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "adlif_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(c10::typeMetaToScalarType(opt.dtype()), "adlif_forward", [&] {
     using T = scalar_t;
     const T th = static_cast<T>(theta);
-    const T* xp = x.data_ptr<T>();
     const T* v0p = v0.data_ptr<T>();
     const T* w0p = w0.data_ptr<T>();
     const T* s0p = s0.data_ptr<T>();
@@ -1134,17 +1176,33 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
     };
     auto out = [&](T* trace, int64_t t) -> T* { return save ? trace + t * MH : trace; };
     auto s_prev = [&](int64_t t) -> const T* { return t == 0 ? s0p : sp + (t - 1) * MH; };
+    auto input = make_input(T{});
     forward_over_time<T>(
-        [&](int64_t t, int64_t r0, int64_t r1, const T* rp, T* cp) {
-          adlif_forward_kernel(r0, r1, H, xp + t * MH, rp, cp, prev(vtp, v0p, t),
-                                prev(wtp, w0p, t), s_prev(t), out(vtp, t), out(wtp, t),
-                                sp + t * MH, ap, op, bp, aap, bbp, th);
+        [&](int64_t t, int64_t r0, int64_t r1, const T* xt, const T* rp, T* cp) {
+          adlif_forward_kernel(r0, r1, H, xt, rp, cp, prev(vtp, v0p, t), prev(wtp, w0p, t),
+                               s_prev(t), out(vtp, t), out(wtp, t), sp + t * MH, ap, op, bp,
+                               aap, bbp, th);
         },
-        nT, M, H, weight, s0, spikes, cur_trace, save);
+        input, nT, M, H, weight, s0, spikes, cur_trace, save);
   });
   Tensor v_last = save ? v_trace.select(0, nT - 1).clone() : v_roll;
   Tensor w_last = save ? w_trace.select(0, nT - 1).clone() : w_roll;
   return {spikes, v_last, w_last, v_trace, w_trace, cur_trace};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
+    const Tensor& x, const Tensor& v0, const Tensor& w0, const Tensor& s0, const Tensor& alpha,
+    const Tensor& beta, const Tensor& a, const Tensor& b, const c10::optional<Tensor>& weight,
+    double theta, bool save) {
+  check_inputs(x, {&v0, &w0, &s0}, {&alpha, &beta, &a, &b}, weight);
+  const int64_t nT = x.size(0), M = x.size(1), H = x.size(2);
+  return adlif_forward_impl(
+      nT, M, H, x.options(),
+      [&](auto tag) {
+        using T = decltype(tag);
+        return PlainInput<T>{x.data_ptr<T>(), M * H};
+      },
+      v0, w0, s0, alpha, beta, a, b, weight, theta, save);
 }
 
 template <typename T>
@@ -1416,18 +1474,29 @@ __attribute__((target("avx512f"))) void dense_rows(int64_t rows, int64_t K, cons
   }
 }
 
-// x [N, K] contiguous float, weight [O, K], bias [O] or undefined -> y [N, O].
-Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
-  const int64_t P = (O + kPanel - 1) / kPanel;
+// W^T packed into panels of kPanel outputs ([P][K][kPanel], zero-padded) and the bias
+// padded to P * kPanel (so that the masked loads of a partial panel stay in bounds).
+struct DensePanels {
+  Tensor packed;
+  Tensor bias;  // undefined without bias
+  int64_t P = 0, K = 0, O = 0;
+};
+
+DensePanels pack_dense_panels(const Tensor& weight, const Tensor& bias) {
+  DensePanels d;
+  d.K = weight.size(1);
+  d.O = weight.size(0);
+  d.P = (d.O + kPanel - 1) / kPanel;
+  const int64_t K = d.K, O = d.O;
   const Tensor w = weight.contiguous();
-  // padded bias, so that the masked loads of a partial panel stay in bounds
-  Tensor b = bias.defined() ? pooled_zeros({P * kPanel}, x.options()) : Tensor();
-  if (bias.defined()) b.narrow(0, 0, O).copy_(bias);
-  Tensor packed = pooled_empty({P, K, kPanel}, x.options());
+  if (bias.defined()) {
+    d.bias = pooled_zeros({d.P * kPanel}, weight.options());
+    d.bias.narrow(0, 0, O).copy_(bias);
+  }
+  d.packed = pooled_empty({d.P, K, kPanel}, weight.options());
   const float* wp = w.data_ptr<float>();
-  float* pp = packed.data_ptr<float>();
-  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+  float* pp = d.packed.data_ptr<float>();
+  at::parallel_for(0, d.P, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       for (int64_t j = 0; j < kPanel; ++j) {
         const int64_t o = p * kPanel + j;
@@ -1441,27 +1510,40 @@ Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor&
       }
     }
   });
+  return d;
+}
+
+// y[r] = bias + x[r] W^T for the row tiles [t0, t1) of x ([N, K]) into y ([N, O]), every
+// panel over the tiles (the panel stays in cache).
+void dense_tiles(const DensePanels& d, int64_t N, const float* x, float* y, int64_t t0,
+                 int64_t t1) {
+  const int64_t K = d.K, O = d.O;
+  const float* pp = d.packed.data_ptr<float>();
+  const float* bp = d.bias.defined() ? d.bias.data_ptr<float>() : nullptr;
+  for (int64_t p = 0; p < d.P; ++p) {
+    const int64_t width = std::min(kPanel, O - p * kPanel);
+    const __mmask16 m0 = width >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << width) - 1);
+    const __mmask16 m1 = width >= 32 ? 0xFFFF
+                         : width <= 16 ? 0
+                                       : static_cast<__mmask16>((1u << (width - 16)) - 1);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r = t * kTileRows;
+      dense_rows(std::min(kTileRows, N - r), K, x + r * K, pp + p * K * kPanel,
+                 bp == nullptr ? nullptr : bp + p * kPanel, y + r * O + p * kPanel, O, m0, m1);
+    }
+  }
+}
+
+// x [N, K] contiguous float, weight [O, K], bias [O] or undefined -> y [N, O].
+Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
+  const DensePanels d = pack_dense_panels(weight, bias);
   Tensor y = pooled_empty({N, O}, x.options());
   const float* xp = x.data_ptr<float>();
-  const float* bp = bias.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   const int64_t tiles = (N + kTileRows - 1) / kTileRows;
   at::parallel_for(0, tiles, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)),
-                   [&](int64_t t0, int64_t t1) {
-    for (int64_t p = 0; p < P; ++p) {
-      const int64_t width = std::min(kPanel, O - p * kPanel);
-      const __mmask16 m0 = width >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << width) - 1);
-      const __mmask16 m1 = width >= 32 ? 0xFFFF
-                           : width <= 16 ? 0
-                                         : static_cast<__mmask16>((1u << (width - 16)) - 1);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t r = t * kTileRows;
-        dense_rows(std::min(kTileRows, N - r), K, xp + r * K, pp + p * K * kPanel,
-                   bp == nullptr ? nullptr : bp + p * kPanel, yp + r * O + p * kPanel, O, m0,
-                   m1);
-      }
-    }
-  });
+                   [&](int64_t t0, int64_t t1) { dense_tiles(d, N, xp, yp, t0, t1); });
   return y;
 }
 #endif
@@ -1471,11 +1553,29 @@ Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor&
 // (a streaming step has one), else by torch's GEMM.
 constexpr int64_t kDenseMinRows = 64;
 
-Tensor dense_product(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias) {
-  const bool has_bias = bias.has_value() && bias->defined();
+// How a product x W^T (x [N, K], W [O, K]) is computed: sums of the weight rows of the
+// events when x is sparse (and there are enough rows and outputs), else the AVX-512 dense
+// kernel (float, enough rows), else torch's GEMM.
+enum class LinearPath { kEvents, kDense512, kGemm };
+
+LinearPath linear_path(const Tensor& x, const Tensor& weight) {
+  if (x.size(0) >= kEventMinRows && weight.size(0) >= event_min_outputs(x) && events_sparse(x)) {
+    return LinearPath::kEvents;
+  }
 #ifdef SPIKEKWS_X86_ISA
   if (x.scalar_type() == at::kFloat && cpu_vector_level() == 2 && x.size(0) >= kDenseMinRows &&
       x.size(1) > 0 && weight.size(0) > 0) {
+    return LinearPath::kDense512;
+  }
+#endif
+  return LinearPath::kGemm;
+}
+
+Tensor dense_product(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
+                     LinearPath path) {
+  const bool has_bias = bias.has_value() && bias->defined();
+#ifdef SPIKEKWS_X86_ISA
+  if (path == LinearPath::kDense512) {
     return dense_product_avx512(x, weight, has_bias ? *bias : Tensor());
   }
 #endif
@@ -1492,9 +1592,8 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
                     bias->scalar_type() == x.scalar_type(),
                 "spikekws_scan: linear bias must be [O] of x's dtype");
   }
-  if (x.size(0) < kEventMinRows || weight.size(0) < event_min_outputs(x) || !events_sparse(x)) {
-    return {dense_product(x, weight, bias), false};
-  }
+  const LinearPath path = linear_path(x, weight);
+  if (path != LinearPath::kEvents) return {dense_product(x, weight, bias, path), false};
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
   Tensor wt = pooled_transpose(weight);
   Tensor b = has_bias ? bias->contiguous() : Tensor();
@@ -1511,6 +1610,134 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
     });
   });
   return {y, true};
+}
+
+// ------------------------------------------------------------------------------------
+// Fused layers (inference): spikes = neuron(x W^T + bias)
+//
+// The product is computed one step and one block of rows at a time, just before the scan
+// step reads it, into a buffer of one step ([M, O]), instead of as a [T, M, O] tensor that
+// the product writes to memory and the scan reads back (12.8 MB of traffic for the
+// [100, 32, 512] layer of the benchmark, as long as the scan's own arithmetic). Every row is
+// computed as the unfused product computes it (linear_path() picks the same path for the
+// whole input), so spikes and states equal those of the two ops in turn, bit for bit on the
+// event and AVX-512 paths.
+// ------------------------------------------------------------------------------------
+template <typename T>
+struct InputProduct {
+  // steps per chunk: about kFusedChunkBytes of product, so that it stays in cache
+  static constexpr int64_t kFusedChunkBytes = 512 * 1024;
+  LinearPath path;
+  int64_t M, K, O;
+  Tensor x;       // [T, M, K]
+  Tensor weight;  // [O, K]
+  Tensor bias;    // [O] or undefined
+  Tensor wt;      // event path: W^T [K, O]
+#ifdef SPIKEKWS_X86_ISA
+  DensePanels panels;  // AVX-512 path
+#endif
+  Tensor buf;      // [chunk, M, O]: the current chunk's steps
+  int64_t t0 = 0;  // first step in buf
+
+  InputProduct(const Tensor& x3, const Tensor& w, const Tensor& b)
+      : M(x3.size(1)), K(x3.size(2)), O(w.size(0)), x(x3), weight(w), bias(b) {
+    path = linear_path(x3.view({-1, K}), w);
+    if (path == LinearPath::kEvents) wt = pooled_transpose(w);
+#ifdef SPIKEKWS_X86_ISA
+    if (path == LinearPath::kDense512) panels = pack_dense_panels(w, b);
+#endif
+  }
+
+  int64_t chunk(int64_t nT) {
+    const int64_t step_bytes = std::max<int64_t>(1, M * O * static_cast<int64_t>(sizeof(T)));
+    const int64_t c = std::min(nT, std::max<int64_t>(1, kFusedChunkBytes / step_bytes));
+    buf = pooled_empty({c, M, O}, x.options());
+    return c;
+  }
+
+  // y = x W^T + bias for steps [a, b): rows [a M, b M) of x viewed as [T M, K].
+  void prepare(int64_t a, int64_t b) {
+    t0 = a;
+    const int64_t n = (b - a) * M;
+    const T* xa = x.data_ptr<T>() + a * M * K;
+    T* y = buf.data_ptr<T>();
+    if (path == LinearPath::kEvents) {
+      const T* wp = wt.data_ptr<T>();
+      const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
+      at::parallel_for(0, n, row_grain(K + O), [&](int64_t r0, int64_t r1) {
+        event_product<T>(r0, r1, K, O, xa, wp, bp, y, event_scratch<T>());
+      });
+      return;
+    }
+#ifdef SPIKEKWS_X86_ISA
+    if constexpr (std::is_same<T, float>::value) {
+      if (path == LinearPath::kDense512) {
+        const int64_t tiles = (n + kTileRows - 1) / kTileRows;
+        at::parallel_for(0, tiles, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)),
+                         [&](int64_t i0, int64_t i1) { dense_tiles(panels, n, xa, y, i0, i1); });
+        return;
+      }
+    }
+#endif
+    Tensor o = buf.view({-1, O}).narrow(0, 0, n);
+    const Tensor xs = x.view({-1, K}).narrow(0, a * M, n);
+    if (bias.defined()) {
+      at::addmm_out(o, bias, xs, weight.t());
+    } else {
+      at::mm_out(o, xs, weight.t());
+    }
+  }
+
+  const T* step(int64_t t) const { return buf.data_ptr<T>() + (t - t0) * M * O; }
+};
+
+// x [T, M, K] contiguous; linear weight [H, K], bias [H] or none, of x's dtype.
+void check_fused_linear(const Tensor& x, const Tensor& lw, const c10::optional<Tensor>& lb) {
+  TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.device().is_cpu(),
+              "spikekws_scan: fused layer x must be a contiguous [T, M, K] CPU tensor, got ",
+              x.sizes());
+  TORCH_CHECK(lw.dim() == 2 && lw.size(1) == x.size(2) && lw.scalar_type() == x.scalar_type() &&
+                  lw.device().is_cpu(),
+              "spikekws_scan: fused layer weight must be [H, K] of x's dtype");
+  if (lb.has_value() && lb->defined()) {
+    TORCH_CHECK(lb->dim() == 1 && lb->size(0) == lw.size(0) &&
+                    lb->scalar_type() == x.scalar_type(),
+                "spikekws_scan: fused layer bias must be [H] of x's dtype");
+  }
+}
+
+// Returns (spikes [T, M, H], v_last).
+std::tuple<Tensor, Tensor> lif_linear_forward(const Tensor& x, const Tensor& lw,
+                                              const c10::optional<Tensor>& lb, const Tensor& v0,
+                                              const Tensor& s0, const Tensor& alpha,
+                                              const c10::optional<Tensor>& weight, double theta) {
+  check_fused_linear(x, lw, lb);
+  const int64_t nT = x.size(0), M = x.size(1), H = lw.size(0);
+  check_states(x, M, H, {&v0, &s0}, {&alpha}, weight);
+  const Tensor w = lw.contiguous();
+  const Tensor b = lb.has_value() && lb->defined() ? lb->contiguous() : Tensor();
+  auto out = lif_forward_impl(
+      nT, M, H, x.options(),
+      [&](auto tag) { return InputProduct<decltype(tag)>(x, w, b); }, v0, s0, alpha, weight,
+      theta, false);
+  return {std::get<0>(out), std::get<1>(out)};
+}
+
+// Returns (spikes [T, M, H], v_last, w_last).
+std::tuple<Tensor, Tensor, Tensor> adlif_linear_forward(
+    const Tensor& x, const Tensor& lw, const c10::optional<Tensor>& lb, const Tensor& v0,
+    const Tensor& w0, const Tensor& s0, const Tensor& alpha, const Tensor& beta, const Tensor& a,
+    const Tensor& b, const c10::optional<Tensor>& weight, double theta) {
+  check_fused_linear(x, lw, lb);
+  const int64_t nT = x.size(0), M = x.size(1), H = lw.size(0);
+  check_states(x, M, H, {&v0, &w0, &s0}, {&alpha, &beta, &a, &b}, weight);
+  const Tensor w = lw.contiguous();
+  const Tensor bias = lb.has_value() && lb->defined() ? lb->contiguous() : Tensor();
+  auto out = adlif_forward_impl(
+      nT, M, H, x.options(),
+      [&](auto tag) { return InputProduct<decltype(tag)>(x, w, bias); }, v0, w0, s0, alpha, beta,
+      a, b, weight, theta, false);
+  return {std::get<0>(out), std::get<1>(out), std::get<2>(out)};
 }
 
 // dW = dy^T x ([O, K]) for the x of a forward that took the event path (sparse) or not.
@@ -1716,6 +1943,11 @@ TORCH_LIBRARY(spikekws_scan, m) {
   m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
   m.def("li_backward(Tensor grad_trace, Tensor x, Tensor trace, Tensor v0, Tensor alpha) "
         "-> (Tensor, Tensor, Tensor)");
+  m.def("lif_linear_forward(Tensor x, Tensor linear_weight, Tensor? linear_bias, Tensor v0, "
+        "Tensor s0, Tensor alpha, Tensor? weight, float theta) -> (Tensor, Tensor)");
+  m.def("adlif_linear_forward(Tensor x, Tensor linear_weight, Tensor? linear_bias, Tensor v0, "
+        "Tensor w0, Tensor s0, Tensor alpha, Tensor beta, Tensor a, Tensor b, Tensor? weight, "
+        "float theta) -> (Tensor, Tensor, Tensor)");
   // no tensor arguments: one kernel for every dispatch key
   m.def("pool_info() -> int[]", &pool_info);
   m.def("pool_release(int limit_bytes) -> int", &pool_release);
@@ -1726,6 +1958,8 @@ TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
   m.impl("lif_backward", &lif_backward);
   m.impl("adlif_forward", &adlif_forward);
   m.impl("adlif_backward", &adlif_backward);
+  m.impl("lif_linear_forward", &lif_linear_forward);
+  m.impl("adlif_linear_forward", &adlif_linear_forward);
   m.impl("event_linear_forward", &event_linear_forward);
   m.impl("event_min_outputs", &event_min_outputs);
   m.impl("event_linear_weight_grad", &event_linear_weight_grad);
