@@ -637,6 +637,11 @@ def test_eval_folds_batchnorm_and_equals_reference(neuron, monkeypatch):
             assert q.grad is None, name
         else:
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-8, atol=1e-10, msg=name)
+    # in inference the layers run as fused ops (product and scan in one): the same bits
+    with torch.inference_mode():
+        out_inf, rates_inf = models["cpp"](x)
+    assert torch.equal(out_inf, outs["cpp"][0].detach())
+    torch.testing.assert_close(rates_inf, outs["cpp"][1].detach(), rtol=1e-15, atol=0)
     # eval mode normalises separately while a forward hook watches a layer (e.g. operation
     # counting), so that the hook sees the call; training mode uses the batch statistics
     seen = []
@@ -801,9 +806,11 @@ def test_fused_layer_equals_product_then_scan(T, M, K, H, sparse, dtype, recurre
         out = ops.adlif_linear_forward(x, w, bias, v0, w0, s0, p[0], p[1], p[2], p[3], rec, 1.0)
         for i in range(3):
             assert torch.equal(out[i], ref[i]), i
+        assert out[3].dtype == torch.float64 and out[3].item() == ref[0].double().sum().item()
         ref = ops.lif_forward(y, v0, s0, p[0], rec, 1.0, False)
         out = ops.lif_linear_forward(x, w, bias, v0, s0, p[0], rec, 1.0)
         assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+        assert out[2].item() == ref[0].double().sum().item()
         assert 0 < ref[0].mean() < 1 or T * M < 50
 
 
@@ -848,17 +855,56 @@ def test_spiking_layer_takes_the_fused_op_in_inference_only(neuron, monkeypatch)
         s_ref, state_ref = layer.neuron(project(layer.linear, layer.norm, x))
     assert calls == [True]
     assert torch.equal(s, s_ref) and 0 < s.mean() < 1
+    with torch.inference_mode():
+        _, _, rate = layer.spikes_and_rate(x)
+    assert rate.dtype == s.dtype and rate.item() == pytest.approx(s.mean().item(), rel=1e-6)
+    calls.clear()
     for a, b in zip(state, state_ref):
         assert torch.equal(a, b)
     # with a gradient to record, in training mode, or with hooks: the unfused path
     s_grad, _ = layer.spikes(x)
-    assert calls[-1] is False and s_grad.requires_grad and torch.equal(s_grad.detach(), s)
+    assert calls == [False] and s_grad.requires_grad and torch.equal(s_grad.detach(), s)
     handle = layer.neuron.register_forward_hook(lambda *a: None)
     with torch.no_grad():
         s_hooked, _ = layer.spikes(x)
     handle.remove()
-    assert len(calls) == 2 and torch.equal(s_hooked, s)
+    assert calls == [False] and torch.equal(s_hooked, s)  # hooked neuron: not even tried
     layer.train()
     with torch.no_grad():
         layer.spikes(x)
-    assert len(calls) == 2  # batch norm in training mode is not folded: not even tried
+    assert calls == [False]  # batch norm in training mode is not folded: not even tried
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("affine,bias", [(True, True), (False, False), (True, False)])
+def test_fold_batchnorm_op_gives_the_python_bits(dtype, affine, bias):
+    """The C++ fold (taken without gradients once the ops are loaded) computes the same
+    operations as the torch one, so the same bits; with gradients the torch one runs."""
+    from spikekws.layers import linear as L
+
+    g = torch.Generator().manual_seed(5)
+    bn = torch.nn.BatchNorm1d(37, affine=affine, eps=1e-3).to(dtype)
+    bn.running_mean.copy_(torch.randn(37, generator=g, dtype=dtype))
+    bn.running_var.copy_(0.1 + torch.rand(37, generator=g, dtype=dtype))
+    if affine:
+        with torch.no_grad():
+            bn.weight.copy_(torch.randn(37, generator=g, dtype=dtype))
+            bn.bias.copy_(torch.randn(37, generator=g, dtype=dtype))
+    w = torch.randn(37, 3, 5, generator=g, dtype=dtype)  # conv-shaped: per output channel
+    b = torch.randn(37, generator=g, dtype=dtype) if bias else None
+    with torch.no_grad():
+        assert L._fold_ops(w, b, bn) is not None
+        wc, bc = L.fold_batchnorm(w, b, bn)
+    # the torch formula, spelled out
+    gam = bn.weight if affine else torch.ones(37, dtype=dtype)
+    bet = bn.bias if affine else torch.zeros(37, dtype=dtype)
+    scale = gam.detach() / torch.sqrt(bn.running_var + bn.eps)
+    assert torch.equal(wc, w * scale.reshape(-1, 1, 1))
+    assert torch.equal(bc, ((b if bias else torch.zeros(37, dtype=dtype)) - bn.running_mean) * scale + bet.detach())
+    if affine:  # a gradient to record: the differentiable torch path
+        assert L._fold_ops(w, b, bn) is None
+        wg, _ = L.fold_batchnorm(w, b, bn)
+        assert wg.requires_grad and torch.equal(wg.detach(), wc)
+    with pytest.raises(RuntimeError, match="scale must be"):
+        torch.ops.spikekws_scan.fold_scale(w, b, bn.running_mean, bn.running_var[:5], None)

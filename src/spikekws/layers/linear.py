@@ -30,6 +30,17 @@ def _fused(backend: str, x: torch.Tensor) -> bool:
     return backend != "torch"
 
 
+def _fold_ops(weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.Module):
+    """The C++ ops for folding when they are already loaded and nothing needs a gradient."""
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+        return None
+    from ..neurons.functional.backends import cpp, needs_grad
+    ops = cpp.loaded()
+    if ops is None or needs_grad((weight, bias, bn.weight, bn.bias)):
+        return None
+    return ops
+
+
 def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
                    bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode BatchNorm into the affine layer (conv or linear) that feeds it.
@@ -47,8 +58,12 @@ def fold_batchnorm(weight: torch.Tensor, bias: Optional[torch.Tensor],
     var = bn.running_var.to(weight.dtype)
     mean = bn.running_mean.to(weight.dtype)
     gamma = bn.weight.to(weight.dtype) if bn.weight is not None else torch.ones_like(var)
-    beta = bn.bias.to(weight.dtype) if bn.bias is not None else torch.zeros_like(var)
     g = gamma / torch.sqrt(var + bn.eps)
+    ops = _fold_ops(weight, bias, bn)
+    if ops is not None:  # the same elementwise operations in C++, one call instead of four
+        return ops.fold_scale(weight, bias, mean, g,
+                              None if bn.bias is None else bn.bias.to(weight.dtype))
+    beta = bn.bias.to(weight.dtype) if bn.bias is not None else torch.zeros_like(var)
     b = bias if bias is not None else torch.zeros_like(mean)
     w = weight * g.reshape(-1, *([1] * (weight.dim() - 1)))
     return w, (b - mean) * g + beta
@@ -194,16 +209,30 @@ class SpikingLinear(nn.Module):
     def out_features(self) -> int:
         return self.hidden_size * (2 if self.bidirectional else 1)
 
+    def _fused(self, x: torch.Tensor, state=None):
+        """(spikes, state, rate) from the neuron's fused layer op, or None where it does not
+        apply (training, a gradient to record, hooks, an unfoldable norm, ...)."""
+        if self.bidirectional or not hasattr(self.neuron, "fused_linear"):
+            return None
+        wb = folded_weights(self.linear, self.norm, x)
+        return self.neuron.fused_linear(x, *wb, state) if wb is not None else None
+
+    def spikes_and_rate(self, x: torch.Tensor, state=None):
+        """(spikes, final state, firing rate = the mean of the spikes), without dropout."""
+        out = self._fused(x, state)
+        if out is not None:
+            return out
+        s, state = self.spikes(x, state)
+        return s, state, s.mean()
+
     def spikes(self, x: torch.Tensor, state=None):
         """Like :meth:`forward` without dropout: the emitted spikes (for firing rates).
 
         In inference on the C++ backend the product and the neuron run as one fused op
         (:meth:`~spikekws.neurons.modules.LIF.fused_linear`), with the same result."""
-        if not self.bidirectional and hasattr(self.neuron, "fused_linear"):
-            wb = folded_weights(self.linear, self.norm, x)
-            out = self.neuron.fused_linear(x, *wb, state) if wb is not None else None
-            if out is not None:
-                return out
+        out = self._fused(x, state)
+        if out is not None:
+            return out[0], out[1]
         if self.bidirectional:
             x = torch.cat([x, x.flip(0)], dim=1)
         s, state = self.neuron(project(self.linear, self.norm, x), state)

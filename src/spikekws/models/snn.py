@@ -78,8 +78,8 @@ class SNN(nn.Module):
         h = self._check(x)
         rates = []
         for layer in self.layers:
-            s, _ = layer.spikes(h)
-            rates.append(s.mean())  # before dropout, whose 1/(1-p) scaling is not firing
+            s, _, rate = layer.spikes_and_rate(h)
+            rates.append(rate)  # before dropout, whose 1/(1-p) scaling is not firing
             h = layer.dropout(s)
         firing_rates = torch.stack(rates) if rates else x.new_zeros(0)
         if self.readout is not None:

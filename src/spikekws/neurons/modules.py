@@ -120,7 +120,8 @@ class LIF(_SpikingNeuron, _Recurrent):
     def fused_linear(self, x: torch.Tensor, weight: torch.Tensor,
                      bias: Optional[torch.Tensor] = None, state: Optional[F.LIFState] = None):
         """``self(x W^T + bias)`` in one fused pass on the C++ backend (inference only:
-        nothing requires a gradient), or None where it does not apply."""
+        nothing requires a gradient) as ``(spikes, state, firing rate)``, or None where it
+        does not apply."""
         if not self._fused_backend(x):
             return None
         from .functional.backends import cpp

@@ -63,7 +63,7 @@ _LDFLAGS = ["-fopenmp"]
 _OPS = ("lif_forward", "lif_backward", "adlif_forward", "adlif_backward", "li_forward",
         "li_backward", "event_linear_forward", "event_linear_weight_grad", "masked_dropout",
         "event_min_outputs", "pool_info", "pool_release", "lif_linear_forward",
-        "adlif_linear_forward")
+        "adlif_linear_forward", "fold_scale")
 
 _lock = threading.Lock()
 _ops: Any = None
@@ -161,6 +161,11 @@ def load(verbose: bool = False) -> Any:
                 _ops = None
         _tried = True
         return _ops
+
+
+def loaded() -> Any:
+    """The ops if an earlier call already loaded them, else None (never builds)."""
+    return _ops if _tried else None
 
 
 def available() -> bool:
@@ -346,12 +351,19 @@ def _fused_layer_args(x, weight, bias, v_threshold, surrogate):
             and load() is not None)
 
 
+def _rate(count: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+    """The mean of the spikes from their count (exact), in their dtype: ``spikes.mean()``
+    without another pass over them."""
+    return count.to(spikes.dtype) / max(spikes.numel(), 1)
+
+
 def lif_linear_scan_cpp(x, weight, bias, state, alpha, surrogate, v_threshold=1.0,
                         recurrent_weight=None):
     """``lif_scan(x W^T + bias)`` in one fused pass (the product computed a few steps at a
     time, just before the scan reads it), for inference: None when a gradient is needed or
     the arguments are not covered (the caller then runs the product and the scan). x:
-    [T, B, K], weight [H, K] -> (spikes [T, B, H], LIFState); equal to the two calls."""
+    [T, B, K], weight [H, K] -> (spikes [T, B, H], LIFState, firing rate); equal to the two
+    calls and ``spikes.mean()``."""
     if not _fused_layer_args(x, weight, bias, v_threshold, surrogate):
         return None
     H = weight.shape[0]
@@ -365,9 +377,9 @@ def lif_linear_scan_cpp(x, weight, bias, state, alpha, surrogate, v_threshold=1.
         v0, s0 = state_field(state[0], proxy), state_field(state[1], proxy)
     if a is None or not ok_w or v0 is None or s0 is None or needs_grad((x, weight, bias, a, w, v0, s0)):
         return None
-    spikes, v_last = torch.ops.spikekws_scan.lif_linear_forward(
+    spikes, v_last, count = torch.ops.spikekws_scan.lif_linear_forward(
         x.contiguous(), weight, bias, v0, s0, a, w, float(v_threshold))
-    return spikes, LIFState(v_last, spikes[-1])
+    return spikes, LIFState(v_last, spikes[-1]), _rate(count, spikes)
 
 
 def adlif_linear_scan_cpp(x, weight, bias, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
@@ -386,9 +398,9 @@ def adlif_linear_scan_cpp(x, weight, bias, state, alpha, beta, a, b, surrogate, 
     if (any(p is None for p in params) or not ok_w or v0 is None or w0 is None or s0 is None
             or needs_grad((x, weight, bias, *params, w, v0, w0, s0))):
         return None
-    spikes, v_last, w_last = torch.ops.spikekws_scan.adlif_linear_forward(
+    spikes, v_last, w_last, count = torch.ops.spikekws_scan.adlif_linear_forward(
         x.contiguous(), weight, bias, v0, w0, s0, *params, w, float(v_threshold))
-    return spikes, AdLIFState(v_last, w_last, spikes[-1])
+    return spikes, AdLIFState(v_last, w_last, spikes[-1]), _rate(count, spikes)
 
 
 def li_scan_cpp(x, state, alpha):

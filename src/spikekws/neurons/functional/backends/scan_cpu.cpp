@@ -940,13 +940,34 @@ SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const
   lif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
 }
 
+// Adds the spikes of rows [r0, r1) of one step (s: [M, H]) to counts[r] (exact: 0/1 values,
+// fewer than 2^24 per row and step). Rows belong to one task, so the totals do not depend on
+// the thread count.
+template <typename T>
+inline void count_spikes(int64_t r0, int64_t r1, int64_t H, const T* s, double* counts) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* row = s + r * H;
+    T sum = 0;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) sum += row[h];
+    counts[r] += static_cast<double>(sum);
+  }
+}
+
+// Total of per-row counts as a float64 scalar tensor, summed in row order.
+Tensor total_count(const std::vector<double>& counts) {
+  double total = 0;
+  for (double c : counts) total += c;
+  return at::scalar_tensor(total, at::TensorOptions().dtype(at::kDouble));
+}
+
 // The LIF forward over steps of shape [M, H] from input(T{}) (see forward_over_time).
 // Returns (spikes [T,M,H], v_last [M,H], v_trace [T,M,H] or empty, current trace or empty).
 template <typename MakeInput>
 std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward_impl(
     int64_t nT, int64_t M, int64_t H, const at::TensorOptions& opt, const MakeInput& make_input,
     const Tensor& v0, const Tensor& s0, const Tensor& alpha, const c10::optional<Tensor>& weight,
-    double theta, bool save) {
+    double theta, bool save, double* counts = nullptr) {
   const int64_t MH = M * H;
   const bool rec = has_weight(weight);
   Tensor spikes = pooled_empty({nT, M, H}, opt);
@@ -974,6 +995,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward_impl(
         [&](int64_t t, int64_t r0, int64_t r1, const T* xt, const T* rp, T* cp) {
           lif_forward_kernel(r0, r1, H, xt, rp, cp, v_prev(t), s_prev(t), v_out(t), sp + t * MH,
                              ap, op, th);
+          if (counts != nullptr) count_spikes(r0, r1, H, sp + t * MH, counts);
         },
         input, nT, M, H, weight, s0, spikes, cur_trace, save);
   });
@@ -1146,7 +1168,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward_impl(
     int64_t nT, int64_t M, int64_t H, const at::TensorOptions& opt, const MakeInput& make_input,
     const Tensor& v0, const Tensor& w0, const Tensor& s0, const Tensor& alpha,
     const Tensor& beta, const Tensor& a, const Tensor& b, const c10::optional<Tensor>& weight,
-    double theta, bool save) {
+    double theta, bool save, double* counts = nullptr) {
   const int64_t MH = M * H;
   const bool rec = has_weight(weight);
   Tensor spikes = pooled_empty({nT, M, H}, opt);
@@ -1182,6 +1204,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward_impl(
           adlif_forward_kernel(r0, r1, H, xt, rp, cp, prev(vtp, v0p, t), prev(wtp, w0p, t),
                                s_prev(t), out(vtp, t), out(wtp, t), sp + t * MH, ap, op, bp,
                                aap, bbp, th);
+          if (counts != nullptr) count_spikes(r0, r1, H, sp + t * MH, counts);
         },
         input, nT, M, H, weight, s0, spikes, cur_trace, save);
   });
@@ -1706,8 +1729,8 @@ void check_fused_linear(const Tensor& x, const Tensor& lw, const c10::optional<T
   }
 }
 
-// Returns (spikes [T, M, H], v_last).
-std::tuple<Tensor, Tensor> lif_linear_forward(const Tensor& x, const Tensor& lw,
+// Returns (spikes [T, M, H], v_last, number of spikes as a float64 scalar).
+std::tuple<Tensor, Tensor, Tensor> lif_linear_forward(const Tensor& x, const Tensor& lw,
                                               const c10::optional<Tensor>& lb, const Tensor& v0,
                                               const Tensor& s0, const Tensor& alpha,
                                               const c10::optional<Tensor>& weight, double theta) {
@@ -1716,15 +1739,16 @@ std::tuple<Tensor, Tensor> lif_linear_forward(const Tensor& x, const Tensor& lw,
   check_states(x, M, H, {&v0, &s0}, {&alpha}, weight);
   const Tensor w = lw.contiguous();
   const Tensor b = lb.has_value() && lb->defined() ? lb->contiguous() : Tensor();
+  std::vector<double> counts(static_cast<size_t>(M), 0.0);
   auto out = lif_forward_impl(
       nT, M, H, x.options(),
       [&](auto tag) { return InputProduct<decltype(tag)>(x, w, b); }, v0, s0, alpha, weight,
-      theta, false);
-  return {std::get<0>(out), std::get<1>(out)};
+      theta, false, counts.data());
+  return {std::get<0>(out), std::get<1>(out), total_count(counts)};
 }
 
-// Returns (spikes [T, M, H], v_last, w_last).
-std::tuple<Tensor, Tensor, Tensor> adlif_linear_forward(
+// Returns (spikes [T, M, H], v_last, w_last, number of spikes as a float64 scalar).
+std::tuple<Tensor, Tensor, Tensor, Tensor> adlif_linear_forward(
     const Tensor& x, const Tensor& lw, const c10::optional<Tensor>& lb, const Tensor& v0,
     const Tensor& w0, const Tensor& s0, const Tensor& alpha, const Tensor& beta, const Tensor& a,
     const Tensor& b, const c10::optional<Tensor>& weight, double theta) {
@@ -1733,11 +1757,56 @@ std::tuple<Tensor, Tensor, Tensor> adlif_linear_forward(
   check_states(x, M, H, {&v0, &w0, &s0}, {&alpha, &beta, &a, &b}, weight);
   const Tensor w = lw.contiguous();
   const Tensor bias = lb.has_value() && lb->defined() ? lb->contiguous() : Tensor();
+  std::vector<double> counts(static_cast<size_t>(M), 0.0);
   auto out = adlif_forward_impl(
       nT, M, H, x.options(),
       [&](auto tag) { return InputProduct<decltype(tag)>(x, w, bias); }, v0, w0, s0, alpha, beta,
-      a, b, weight, theta, false);
-  return {std::get<0>(out), std::get<1>(out), std::get<2>(out)};
+      a, b, weight, theta, false, counts.data());
+  return {std::get<0>(out), std::get<1>(out), std::get<2>(out), total_count(counts)};
+}
+
+// The arithmetic of folding an eval batch norm into the affine layer before it, given the
+// per-output scale g = gamma / sqrt(var + eps) (computed by torch, whose sqrt and division
+// need not round like the C library's): W' = W * g (per output, dim 0) and b' = (b - mean)
+// * g + beta, elementwise operations that round alike everywhere, so the bits of
+// layers/linear.py fold_batchnorm, in one call instead of several torch ones. Missing bias
+// and beta are 0.
+std::tuple<Tensor, Tensor> fold_scale(const Tensor& weight, const c10::optional<Tensor>& bias,
+                                      const Tensor& mean, const Tensor& scale,
+                                      const c10::optional<Tensor>& beta) {
+  TORCH_CHECK(weight.dim() >= 1 && weight.device().is_cpu(),
+              "spikekws_scan: fold_scale weight must be a CPU tensor [O, ...]");
+  const int64_t O = weight.size(0);
+  const int64_t inner = O > 0 ? weight.numel() / O : 0;
+  auto vec = [&](const Tensor& v, const char* what) {
+    TORCH_CHECK(v.dim() == 1 && v.size(0) == O && v.scalar_type() == weight.scalar_type() &&
+                    v.device().is_cpu(),
+                "spikekws_scan: fold_scale ", what, " must be [", O, "] of the weight's dtype");
+    return v.contiguous();
+  };
+  const Tensor m = vec(mean, "mean"), g = vec(scale, "scale");
+  const bool hb = bias.has_value() && bias->defined();
+  const bool hbeta = beta.has_value() && beta->defined();
+  const Tensor bi = hb ? vec(*bias, "bias") : Tensor();
+  const Tensor be = hbeta ? vec(*beta, "beta") : Tensor();
+  const Tensor w = weight.contiguous();
+  Tensor w_out = at::empty_like(w);
+  Tensor b_out = at::empty({O}, w.options());
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "fold_scale", [&] {
+    using T = scalar_t;
+    const T* wp = w.data_ptr<T>();
+    const T* mp = m.data_ptr<T>();
+    const T* gp = g.data_ptr<T>();
+    T* wo = w_out.data_ptr<T>();
+    T* bo = b_out.data_ptr<T>();
+    for (int64_t o = 0; o < O; ++o) {
+      const T go = gp[o];
+      for (int64_t i = 0; i < inner; ++i) wo[o * inner + i] = wp[o * inner + i] * go;
+      bo[o] = ((hb ? bi.data_ptr<T>()[o] : T(0)) - mp[o]) * go +
+              (hbeta ? be.data_ptr<T>()[o] : T(0));
+    }
+  });
+  return {w_out, b_out};
 }
 
 // dW = dy^T x ([O, K]) for the x of a forward that took the event path (sparse) or not.
@@ -1943,11 +2012,13 @@ TORCH_LIBRARY(spikekws_scan, m) {
   m.def("li_forward(Tensor x, Tensor v0, Tensor alpha) -> Tensor");
   m.def("li_backward(Tensor grad_trace, Tensor x, Tensor trace, Tensor v0, Tensor alpha) "
         "-> (Tensor, Tensor, Tensor)");
+  m.def("fold_scale(Tensor weight, Tensor? bias, Tensor mean, Tensor scale, Tensor? beta) "
+        "-> (Tensor, Tensor)");
   m.def("lif_linear_forward(Tensor x, Tensor linear_weight, Tensor? linear_bias, Tensor v0, "
-        "Tensor s0, Tensor alpha, Tensor? weight, float theta) -> (Tensor, Tensor)");
+        "Tensor s0, Tensor alpha, Tensor? weight, float theta) -> (Tensor, Tensor, Tensor)");
   m.def("adlif_linear_forward(Tensor x, Tensor linear_weight, Tensor? linear_bias, Tensor v0, "
         "Tensor w0, Tensor s0, Tensor alpha, Tensor beta, Tensor a, Tensor b, Tensor? weight, "
-        "float theta) -> (Tensor, Tensor, Tensor)");
+        "float theta) -> (Tensor, Tensor, Tensor, Tensor)");
   // no tensor arguments: one kernel for every dispatch key
   m.def("pool_info() -> int[]", &pool_info);
   m.def("pool_release(int limit_bytes) -> int", &pool_release);
@@ -1958,6 +2029,7 @@ TORCH_LIBRARY_IMPL(spikekws_scan, CPU, m) {
   m.impl("lif_backward", &lif_backward);
   m.impl("adlif_forward", &adlif_forward);
   m.impl("adlif_backward", &adlif_backward);
+  m.impl("fold_scale", &fold_scale);
   m.impl("lif_linear_forward", &lif_linear_forward);
   m.impl("adlif_linear_forward", &adlif_linear_forward);
   m.impl("event_linear_forward", &event_linear_forward);
