@@ -940,17 +940,17 @@ SPIKEKWS_CLONES void lif_forward_kernel(int64_t r0, int64_t r1, int64_t H, const
   lif_forward_rows<double>(r0, r1, H, x, rec, cur_out, vp, sp, vo, so, alpha, oma, th);
 }
 
-// Adds the spikes of rows [r0, r1) of one step (s: [M, H]) to counts[r] (exact: 0/1 values,
-// fewer than 2^24 per row and step). Rows belong to one task, so the totals do not depend on
-// the thread count.
+// Adds the spikes of rows [r0, r1) of one step (s: [M, H], values 0 or 1) to counts[r], as
+// a count of the non-zero entries (an integer sum vectorises; a float one would be a chain
+// of dependent additions). Rows belong to one task, so the totals do not depend on the
+// thread count.
+int64_t count_nonzero(const float* x, int64_t n);  // below, with the event products
+int64_t count_nonzero(const double* x, int64_t n);
+
 template <typename T>
 inline void count_spikes(int64_t r0, int64_t r1, int64_t H, const T* s, double* counts) {
   for (int64_t r = r0; r < r1; ++r) {
-    const T* row = s + r * H;
-    T sum = 0;
-#pragma GCC ivdep
-    for (int64_t h = 0; h < H; ++h) sum += row[h];
-    counts[r] += static_cast<double>(sum);
+    counts[r] += static_cast<double>(count_nonzero(s + r * H, H));
   }
 }
 
