@@ -807,6 +807,12 @@ def test_fused_layer_equals_product_then_scan(T, M, K, H, sparse, dtype, recurre
         for i in range(3):
             assert torch.equal(out[i], ref[i]), i
         assert out[3].dtype == torch.float64 and out[3].item() == ref[0].double().sum().item()
+        # batch-first features ([M, T, K] contiguous, seen time-major) are read in place
+        xb = x.transpose(0, 1).contiguous().transpose(0, 1)
+        assert not xb.is_contiguous() or T == 1 or M == 1
+        outb = ops.adlif_linear_forward(xb, w, bias, v0, w0, s0, p[0], p[1], p[2], p[3], rec, 1.0)
+        for i in range(4):
+            assert torch.equal(outb[i], out[i]), i
         ref = ops.lif_forward(y, v0, s0, p[0], rec, 1.0, False)
         out = ops.lif_linear_forward(x, w, bias, v0, s0, p[0], rec, 1.0)
         assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
@@ -818,6 +824,8 @@ def test_fused_layer_equals_product_then_scan(T, M, K, H, sparse, dtype, recurre
 def test_fused_layer_rejects_bad_shapes():
     ops = torch.ops.spikekws_scan
     x, w, b, p, V, (v0, w0, s0) = _layer_case(5, 4, 10, 6, False, torch.float32)
+    with pytest.raises(RuntimeError, match="fused layer x must be"):
+        ops.lif_linear_forward(x[:, :, ::2], w[:, :5], b, v0, s0, p[0], None, 1.0)
     with pytest.raises(RuntimeError, match="fused layer weight"):
         ops.lif_linear_forward(x, w[:, :9], b, v0, s0, p[0], None, 1.0)
     with pytest.raises(RuntimeError, match="fused layer bias"):

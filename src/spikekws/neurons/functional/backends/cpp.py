@@ -351,6 +351,14 @@ def _fused_layer_args(x, weight, bias, v_threshold, surrogate):
             and load() is not None)
 
 
+def _layer_input(x: torch.Tensor) -> torch.Tensor:
+    """x [T, B, K] for a fused layer op: as it is when contiguous or the time-major view of
+    batch-first features (read in place), else a contiguous copy."""
+    if x.is_contiguous() or x.transpose(0, 1).is_contiguous():
+        return x
+    return x.contiguous()
+
+
 def _rate(count: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
     """The mean of the spikes from their count (exact), in their dtype: ``spikes.mean()``
     without another pass over them."""
@@ -378,7 +386,7 @@ def lif_linear_scan_cpp(x, weight, bias, state, alpha, surrogate, v_threshold=1.
     if a is None or not ok_w or v0 is None or s0 is None or needs_grad((x, weight, bias, a, w, v0, s0)):
         return None
     spikes, v_last, count = torch.ops.spikekws_scan.lif_linear_forward(
-        x.contiguous(), weight, bias, v0, s0, a, w, float(v_threshold))
+        _layer_input(x), weight, bias, v0, s0, a, w, float(v_threshold))
     return spikes, LIFState(v_last, spikes[-1]), _rate(count, spikes)
 
 
@@ -399,7 +407,7 @@ def adlif_linear_scan_cpp(x, weight, bias, state, alpha, beta, a, b, surrogate, 
             or needs_grad((x, weight, bias, *params, w, v0, w0, s0))):
         return None
     spikes, v_last, w_last, count = torch.ops.spikekws_scan.adlif_linear_forward(
-        x.contiguous(), weight, bias, v0, w0, s0, *params, w, float(v_threshold))
+        _layer_input(x), weight, bias, v0, w0, s0, *params, w, float(v_threshold))
     return spikes, AdLIFState(v_last, w_last, spikes[-1]), _rate(count, spikes)
 
 

@@ -1451,7 +1451,7 @@ constexpr int64_t kPanel = 32;
 constexpr int64_t kTileRows = 8;
 
 template <int MR>
-__attribute__((target("avx512f"))) inline void dense_tile(int64_t K, const float* a,
+__attribute__((target("avx512f"))) inline void dense_tile(int64_t K, const float* a, int64_t lda,
                                                           const float* panel,
                                                           const float* bias, float* c,
                                                           int64_t ldc, __mmask16 m0,
@@ -1469,7 +1469,7 @@ __attribute__((target("avx512f"))) inline void dense_tile(int64_t K, const float
     const __m512 b1 = _mm512_load_ps(panel + k * kPanel + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i * K + k]);
+      const __m512 av = _mm512_set1_ps(a[i * lda + k]);
       acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
       acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
     }
@@ -1481,19 +1481,19 @@ __attribute__((target("avx512f"))) inline void dense_tile(int64_t K, const float
   }
 }
 
-__attribute__((target("avx512f"))) void dense_rows(int64_t rows, int64_t K, const float* a,
+__attribute__((target("avx512f"))) void dense_rows(int64_t rows, int64_t K, const float* a, int64_t lda,
                                                    const float* panel, const float* bias,
                                                    float* c, int64_t ldc, __mmask16 m0,
                                                    __mmask16 m1) {
   switch (rows) {
-    case 8: dense_tile<8>(K, a, panel, bias, c, ldc, m0, m1); break;
-    case 7: dense_tile<7>(K, a, panel, bias, c, ldc, m0, m1); break;
-    case 6: dense_tile<6>(K, a, panel, bias, c, ldc, m0, m1); break;
-    case 5: dense_tile<5>(K, a, panel, bias, c, ldc, m0, m1); break;
-    case 4: dense_tile<4>(K, a, panel, bias, c, ldc, m0, m1); break;
-    case 3: dense_tile<3>(K, a, panel, bias, c, ldc, m0, m1); break;
-    case 2: dense_tile<2>(K, a, panel, bias, c, ldc, m0, m1); break;
-    default: dense_tile<1>(K, a, panel, bias, c, ldc, m0, m1); break;
+    case 8: dense_tile<8>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    case 7: dense_tile<7>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    case 6: dense_tile<6>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    case 5: dense_tile<5>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    case 4: dense_tile<4>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    case 3: dense_tile<3>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    case 2: dense_tile<2>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
+    default: dense_tile<1>(K, a, lda, panel, bias, c, ldc, m0, m1); break;
   }
 }
 
@@ -1538,7 +1538,7 @@ DensePanels pack_dense_panels(const Tensor& weight, const Tensor& bias) {
 
 // y[r] = bias + x[r] W^T for the row tiles [t0, t1) of x ([N, K]) into y ([N, O]), every
 // panel over the tiles (the panel stays in cache).
-void dense_tiles(const DensePanels& d, int64_t N, const float* x, float* y, int64_t t0,
+void dense_tiles(const DensePanels& d, int64_t N, const float* x, int64_t ldx, float* y, int64_t t0,
                  int64_t t1) {
   const int64_t K = d.K, O = d.O;
   const float* pp = d.packed.data_ptr<float>();
@@ -1551,7 +1551,7 @@ void dense_tiles(const DensePanels& d, int64_t N, const float* x, float* y, int6
                                        : static_cast<__mmask16>((1u << (width - 16)) - 1);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r = t * kTileRows;
-      dense_rows(std::min(kTileRows, N - r), K, x + r * K, pp + p * K * kPanel,
+      dense_rows(std::min(kTileRows, N - r), K, x + r * ldx, ldx, pp + p * K * kPanel,
                  bp == nullptr ? nullptr : bp + p * kPanel, y + r * O + p * kPanel, O, m0, m1);
     }
   }
@@ -1566,7 +1566,7 @@ Tensor dense_product_avx512(const Tensor& x, const Tensor& weight, const Tensor&
   float* yp = y.data_ptr<float>();
   const int64_t tiles = (N + kTileRows - 1) / kTileRows;
   at::parallel_for(0, tiles, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)),
-                   [&](int64_t t0, int64_t t1) { dense_tiles(d, N, xp, yp, t0, t1); });
+                   [&](int64_t t0, int64_t t1) { dense_tiles(d, N, xp, K, yp, t0, t1); });
   return y;
 }
 #endif
@@ -1652,7 +1652,10 @@ struct InputProduct {
   static constexpr int64_t kFusedChunkBytes = 512 * 1024;
   LinearPath path;
   int64_t M, K, O;
-  Tensor x;       // [T, M, K]
+  // [T, M, K]: contiguous, or (dense path only) the time-major view of a contiguous
+  // [M, T, K] tensor, the batch-first features of a first layer, read in place
+  Tensor x;
+  bool batch_first = false;
   Tensor weight;  // [O, K]
   Tensor bias;    // [O] or undefined
   Tensor wt;      // event path: W^T [K, O]
@@ -1664,7 +1667,12 @@ struct InputProduct {
 
   InputProduct(const Tensor& x3, const Tensor& w, const Tensor& b)
       : M(x3.size(1)), K(x3.size(2)), O(w.size(0)), x(x3), weight(w), bias(b) {
-    path = linear_path(x3.view({-1, K}), w);
+    batch_first = !x3.is_contiguous();
+    path = linear_path(batch_first ? x3.transpose(0, 1).reshape({-1, K}) : x3.view({-1, K}), w);
+    if (batch_first && path != LinearPath::kDense512) {
+      x = x3.contiguous();
+      batch_first = false;
+    }
     if (path == LinearPath::kEvents) wt = pooled_transpose(w);
 #ifdef SPIKEKWS_X86_ISA
     if (path == LinearPath::kDense512) panels = pack_dense_panels(w, b);
@@ -1682,8 +1690,25 @@ struct InputProduct {
   void prepare(int64_t a, int64_t b) {
     t0 = a;
     const int64_t n = (b - a) * M;
-    const T* xa = x.data_ptr<T>() + a * M * K;
     T* y = buf.data_ptr<T>();
+#ifdef SPIKEKWS_X86_ISA
+    if constexpr (std::is_same<T, float>::value) {
+      if (batch_first) {  // per step: M rows T K apart
+        const float* xp = x.data_ptr<float>();
+        const int64_t sT = x.stride(0), sM = x.stride(1);
+        const int64_t tiles = (M + kTileRows - 1) / kTileRows;
+        at::parallel_for(0, (b - a) * tiles, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)),
+                         [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t step = i / tiles, tile = i % tiles;
+            dense_tiles(panels, M, xp + (a + step) * sT, sM, y + step * M * O, tile, tile + 1);
+          }
+        });
+        return;
+      }
+    }
+#endif
+    const T* xa = x.data_ptr<T>() + a * M * K;
     if (path == LinearPath::kEvents) {
       const T* wp = wt.data_ptr<T>();
       const T* bp = bias.defined() ? bias.data_ptr<T>() : nullptr;
@@ -1697,7 +1722,7 @@ struct InputProduct {
       if (path == LinearPath::kDense512) {
         const int64_t tiles = (n + kTileRows - 1) / kTileRows;
         at::parallel_for(0, tiles, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, K)),
-                         [&](int64_t i0, int64_t i1) { dense_tiles(panels, n, xa, y, i0, i1); });
+                         [&](int64_t i0, int64_t i1) { dense_tiles(panels, n, xa, K, y, i0, i1); });
         return;
       }
     }
@@ -1716,9 +1741,11 @@ struct InputProduct {
 
 // x [T, M, K] contiguous; linear weight [H, K], bias [H] or none, of x's dtype.
 void check_fused_linear(const Tensor& x, const Tensor& lw, const c10::optional<Tensor>& lb) {
-  TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.device().is_cpu(),
-              "spikekws_scan: fused layer x must be a contiguous [T, M, K] CPU tensor, got ",
-              x.sizes());
+  TORCH_CHECK(x.dim() == 3 && x.device().is_cpu() &&
+                  (x.is_contiguous() || x.transpose(0, 1).is_contiguous()),
+              "spikekws_scan: fused layer x must be a [T, M, K] CPU tensor, contiguous or the "
+              "transpose of a contiguous [M, T, K] one; got sizes ", x.sizes(), ", strides ",
+              x.strides());
   TORCH_CHECK(lw.dim() == 2 && lw.size(1) == x.size(2) && lw.scalar_type() == x.scalar_type() &&
                   lw.device().is_cpu(),
               "spikekws_scan: fused layer weight must be [H, K] of x's dtype");
