@@ -126,13 +126,10 @@ def project(linear: nn.Linear, norm: nn.Module, x: torch.Tensor) -> torch.Tensor
     every backend while forward hooks are registered on the modules (operation counting,
     activation capture), which would otherwise not see their calls.
     """
-    bn = norm.norm if isinstance(norm, _TimeNorm) else None
-    if (not isinstance(bn, nn.BatchNorm1d) or bn.training or bn.running_mean is None
-            or bn.running_var is None or not _fused(getattr(linear, "backend", "torch"), x)
-            or _hooked(linear, norm, bn)):
+    wb = folded_weights(linear, norm, x)
+    if wb is None or isinstance(norm, nn.Identity):
         return norm(linear(x))
-    w, b = fold_norm(linear, norm)
-    return NF.linear(x, w, b, backend=linear.backend)
+    return NF.linear(x, *wb, backend=linear.backend)
 
 
 def build_norm(kind: str, size: int) -> nn.Module:

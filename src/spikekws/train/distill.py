@@ -232,12 +232,9 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
     frontend = runner.build_frontend(native, data_info.sample_rate, data_info.kind).to(device)
     bs = cfg.train.eval_batch_size
     train_data = runner.build_data(native, "train")
-    # as in train_run: waveform augmentation is drawn per (epoch, clip)
-    redraw = getattr(train_data, "augment", None) is not None or not cfg.train.cache_features
-    if redraw and hasattr(train_data, "set_epoch"):
-        train_data.set_epoch(0)
-    Xtr, ytr = runner.extract_features(train_data, frontend, device, bs,
-                                       cfg.train.progress, "features train")
+    redraw = runner.redraws_features(train_data, cfg)  # as in train_run
+    Xtr, ytr = runner.epoch_features(train_data, frontend, device, cfg.train, 0, redraw,
+                                     "features train")
     Xva, yva = runner.extract_features(runner.build_data(native, "valid"), frontend, device, bs,
                                        cfg.train.progress, "features valid")
 
@@ -304,10 +301,8 @@ def distill_run(teacher_run: PathLike, run_dir: PathLike, timesteps: int,
         for _ in range(n_epochs):
             t0 = time.time()
             if redraw and epoch != 0:
-                if hasattr(train_data, "set_epoch"):
-                    train_data.set_epoch(epoch)
-                Xtr, ytr = runner.extract_features(train_data, frontend, device, bs, t.progress,
-                                                   f"features train, epoch {epoch + 1}")
+                Xtr, ytr = runner.epoch_features(train_data, frontend, device, t, epoch, redraw,
+                                                 f"features train, epoch {epoch + 1}")
                 targets["train"] = teacher_targets(Xtr)
                 Xs = at(Xtr, steps)
             loss_sum, correct, seen = runner.train_epoch(

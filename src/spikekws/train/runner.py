@@ -304,6 +304,21 @@ def mixup_batch(x: torch.Tensor, alpha: float, gen: torch.Generator
     return lam * x + (1.0 - lam) * x[perm], (lam, perm)
 
 
+def redraws_features(train_data, cfg: Config) -> bool:
+    """Whether the training features are extracted anew every epoch: waveform augmentation
+    is drawn per (epoch, clip), so features cached once would freeze the first epoch's
+    draws; ``train.cache_features=false`` asks for it."""
+    return getattr(train_data, "augment", None) is not None or not cfg.train.cache_features
+
+
+def epoch_features(train_data, frontend, device: torch.device, t, epoch: int, redraw: bool,
+                   desc: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The training split's features for ``epoch`` (its augmentation draws when ``redraw``)."""
+    if redraw and hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(epoch)
+    return extract_features(train_data, frontend, device, t.eval_batch_size, t.progress, desc)
+
+
 def step_scheduler(sched, val: Dict[str, Any]) -> None:
     """One epoch's scheduler step: on the validation accuracy for ReduceLROnPlateau."""
     if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -376,17 +391,13 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     frontend = build_frontend(cfg, info.sample_rate, info.kind).to(device)
     t0 = time.time()
     train_data = build_data(cfg, "train")
-    # Waveform augmentation is drawn per (epoch, clip): features cached once would freeze
-    # the first epoch's draws, so such a split is re-extracted every epoch.
-    redraw = getattr(train_data, "augment", None) is not None or not cfg.train.cache_features
+    redraw = redraws_features(train_data, cfg)
     if redraw:
         log.info("training features are re-extracted every epoch (%s)",
                  "waveform augmentation" if getattr(train_data, "augment", None) is not None
                  else "train.cache_features is false")
-        if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(start_epoch_of(ckpt))
-    Xtr, ytr = extract_features(train_data, frontend, device,
-                                cfg.train.eval_batch_size, cfg.train.progress, "features train")
+    Xtr, ytr = epoch_features(train_data, frontend, device, cfg.train, start_epoch_of(ckpt),
+                              redraw, "features train")
     Xva, yva = extract_features(build_data(cfg, "valid"), frontend, device,
                                 cfg.train.eval_batch_size, cfg.train.progress, "features valid")
     log.info("features: train %s, valid %s (%.1fs)", tuple(Xtr.shape), tuple(Xva.shape), time.time() - t0)
@@ -434,10 +445,8 @@ def train_run(cfg: Config, run_dir: PathLike, resume: bool = False) -> Dict[str,
     for epoch in range(start_epoch, t.epochs):
         t_epoch = time.time()
         if redraw and epoch != start_epoch:
-            if hasattr(train_data, "set_epoch"):
-                train_data.set_epoch(epoch)
-            Xtr, ytr = extract_features(train_data, frontend, device, t.eval_batch_size,
-                                        t.progress, f"features train, epoch {epoch + 1}")
+            Xtr, ytr = epoch_features(train_data, frontend, device, t, epoch, redraw,
+                                      f"features train, epoch {epoch + 1}")
         loss_sum, correct, seen = train_epoch(train_model, opt, Xtr, ytr, t, epoch, device, augment,
                                               dctx=dctx, ema=ema)
         distributed.average_buffers(model, dctx)  # ranks evaluate and save the same model

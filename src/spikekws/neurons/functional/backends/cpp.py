@@ -36,6 +36,7 @@ parameters, tensor thresholds, empty sequences; so do calls under ``torch.compil
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
@@ -280,6 +281,16 @@ class _EventLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
+def _initial_state(state, fields: int, like: torch.Tensor):
+    """The ``fields`` state tensors as contiguous [M, H] (zeros when ``state`` is None) for
+    a scan of ``like``'s shape [T, B..., H], dtype and device; None if one does not fit."""
+    if state is None:
+        zero = like.new_zeros(math.prod(like.shape[1:-1]), like.shape[-1])
+        return (zero,) * fields
+    out = tuple(state_field(f, like) for f in state)
+    return None if any(f is None for f in out) else out
+
+
 # --------------------------------------------------------------------------------------
 # Scans with the reference signatures (see ..lif, ..adlif, ..li for the equations)
 # --------------------------------------------------------------------------------------
@@ -293,12 +304,10 @@ def lif_scan_cpp(x, state, alpha, surrogate, v_threshold=1.0, recurrent_weight=N
         return lif_scan_torch(*args)
     a = per_neuron(alpha, x)
     ok_w, w = recurrent_weight_arg(recurrent_weight, x)
-    if state is None:
-        v0 = s0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
-    else:
-        v0, s0 = state_field(state[0], x), state_field(state[1], x)
-    if a is None or not ok_w or v0 is None or s0 is None:
+    init = _initial_state(state, 2, x)
+    if a is None or not ok_w or init is None:
         return lif_scan_torch(*args)
+    v0, s0 = init
     T, H = x.shape[0], x.shape[-1]
     xs = x.reshape(T, -1, H).contiguous()
     theta = float(v_threshold)
@@ -319,12 +328,10 @@ def adlif_scan_cpp(x, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
         return adlif_scan_torch(*args)
     params = [per_neuron(p, x) for p in (alpha, beta, a, b)]
     ok_w, w = recurrent_weight_arg(recurrent_weight, x)
-    if state is None:
-        v0 = w0 = s0 = x.new_zeros(x[0].reshape(-1, x.shape[-1]).shape)
-    else:
-        v0, w0, s0 = (state_field(f, x) for f in state)
-    if any(p is None for p in params) or not ok_w or v0 is None or w0 is None or s0 is None:
+    init = _initial_state(state, 3, x)
+    if any(p is None for p in params) or not ok_w or init is None:
         return adlif_scan_torch(*args)
+    v0, w0, s0 = init
     T, H = x.shape[0], x.shape[-1]
     xs = x.reshape(T, -1, H).contiguous()
     theta = float(v_threshold)
@@ -340,8 +347,9 @@ def adlif_scan_cpp(x, state, alpha, beta, a, b, surrogate, v_threshold=1.0,
     return spikes, AdLIFState(v_last.reshape(shape), w_last.reshape(shape), spikes[-1])
 
 
-def _fused_layer_args(x, weight, bias, v_threshold, surrogate):
-    """Whether a fused layer call (inference only) may run; None if not."""
+def _fused_layer_args(x, weight, bias, v_threshold, surrogate) -> bool:
+    """Whether x, the layer's weight and bias, the threshold and surrogate suit a fused layer
+    call (and the ops load)."""
     return (surrogate_spec(surrogate) is not None and _common_ok(x, v_threshold) and x.dim() == 3
             and isinstance(weight, torch.Tensor) and weight.dim() == 2
             and weight.dtype == x.dtype and weight.device == x.device
@@ -374,17 +382,14 @@ def lif_linear_scan_cpp(x, weight, bias, state, alpha, surrogate, v_threshold=1.
     calls and ``spikes.mean()``."""
     if not _fused_layer_args(x, weight, bias, v_threshold, surrogate):
         return None
-    H = weight.shape[0]
-    shape = (x.shape[0], x.shape[1], H)
-    proxy = x.new_empty(1, 1, 1).expand(shape)  # shape, dtype, device of the layer's current
+    # shape, dtype and device of the layer's current, for the argument checks
+    proxy = x.new_empty(1, 1, 1).expand(x.shape[0], x.shape[1], weight.shape[0])
     a = per_neuron(alpha, proxy)
     ok_w, w = recurrent_weight_arg(recurrent_weight, proxy)
-    if state is None:
-        v0 = s0 = x.new_zeros(x.shape[1], H)
-    else:
-        v0, s0 = state_field(state[0], proxy), state_field(state[1], proxy)
-    if a is None or not ok_w or v0 is None or s0 is None or needs_grad((x, weight, bias, a, w, v0, s0)):
+    init = _initial_state(state, 2, proxy)
+    if a is None or not ok_w or init is None or needs_grad((x, weight, bias, a, w, *init)):
         return None
+    v0, s0 = init
     spikes, v_last, count = torch.ops.spikekws_scan.lif_linear_forward(
         _layer_input(x), weight, bias, v0, s0, a, w, float(v_threshold))
     return spikes, LIFState(v_last, spikes[-1]), _rate(count, spikes)
@@ -395,17 +400,14 @@ def adlif_linear_scan_cpp(x, weight, bias, state, alpha, beta, a, b, surrogate, 
     """``adlif_scan(x W^T + bias)`` in one fused pass; see :func:`lif_linear_scan_cpp`."""
     if not _fused_layer_args(x, weight, bias, v_threshold, surrogate):
         return None
-    H = weight.shape[0]
-    proxy = x.new_empty(1, 1, 1).expand(x.shape[0], x.shape[1], H)
+    proxy = x.new_empty(1, 1, 1).expand(x.shape[0], x.shape[1], weight.shape[0])
     params = [per_neuron(p, proxy) for p in (alpha, beta, a, b)]
     ok_w, w = recurrent_weight_arg(recurrent_weight, proxy)
-    if state is None:
-        v0 = w0 = s0 = x.new_zeros(x.shape[1], H)
-    else:
-        v0, w0, s0 = (state_field(f, proxy) for f in state)
-    if (any(p is None for p in params) or not ok_w or v0 is None or w0 is None or s0 is None
-            or needs_grad((x, weight, bias, *params, w, v0, w0, s0))):
+    init = _initial_state(state, 3, proxy)
+    if (any(p is None for p in params) or not ok_w or init is None
+            or needs_grad((x, weight, bias, *params, w, *init))):
         return None
+    v0, w0, s0 = init
     spikes, v_last, w_last, count = torch.ops.spikekws_scan.adlif_linear_forward(
         _layer_input(x), weight, bias, v0, w0, s0, *params, w, float(v_threshold))
     return spikes, AdLIFState(v_last, w_last, spikes[-1]), _rate(count, spikes)

@@ -778,6 +778,14 @@ struct PlainInput {
   const T* step(int64_t t) const { return x + t * MH; }
 };
 
+// make_input for the *_forward_impl functions: the plain input x [T, M, H].
+auto plain_input(const Tensor& x) {
+  return [&x](auto tag) {
+    using T = decltype(tag);
+    return PlainInput<T>{x.data_ptr<T>(), x.size(1) * x.size(2)};
+  };
+}
+
 // The forward time loop of a scan, t = 0 .. nT - 1, in chunks of input.chunk(nT) steps:
 // input.prepare(t0, t1) makes steps [t0, t1) of the input available (a plain scan has them
 // all; a fused layer computes its product for them, see InputProduct), then tasks run the
@@ -1011,10 +1019,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lif_forward(const Tensor& x, const Te
   const int64_t nT = x.size(0), M = x.size(1), H = x.size(2);
   return lif_forward_impl(
       nT, M, H, x.options(),
-      [&](auto tag) {
-        using T = decltype(tag);
-        return PlainInput<T>{x.data_ptr<T>(), M * H};
-      },
+      plain_input(x),
       v0, s0, alpha, weight, theta, save);
 }
 
@@ -1221,10 +1226,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> adlif_forward(
   const int64_t nT = x.size(0), M = x.size(1), H = x.size(2);
   return adlif_forward_impl(
       nT, M, H, x.options(),
-      [&](auto tag) {
-        using T = decltype(tag);
-        return PlainInput<T>{x.data_ptr<T>(), M * H};
-      },
+      plain_input(x),
       v0, w0, s0, alpha, beta, a, b, weight, theta, save);
 }
 
@@ -1433,6 +1435,15 @@ bool events_sparse(const Tensor& x) {
   return static_cast<double>(nnz) < limit;
 }
 
+// bias: none, or [O] of dtype; `what` names it in the error.
+void check_bias(const c10::optional<Tensor>& bias, int64_t O, at::ScalarType dtype,
+                const char* what) {
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == O && bias->scalar_type() == dtype,
+                "spikekws_scan: ", what, " of x's dtype");
+  }
+}
+
 void check_linear(const Tensor& x, const Tensor& weight) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.device().is_cpu(),
               "spikekws_scan: linear x must be a contiguous [N, K] CPU tensor");
@@ -1610,11 +1621,7 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
                                               const c10::optional<Tensor>& bias) {
   check_linear(x, weight);
   const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0) &&
-                    bias->scalar_type() == x.scalar_type(),
-                "spikekws_scan: linear bias must be [O] of x's dtype");
-  }
+  check_bias(bias, weight.size(0), x.scalar_type(), "linear bias must be [O]");
   const LinearPath path = linear_path(x, weight);
   if (path != LinearPath::kEvents) return {dense_product(x, weight, bias, path), false};
   const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
@@ -1648,7 +1655,6 @@ std::tuple<Tensor, bool> event_linear_forward(const Tensor& x, const Tensor& wei
 // ------------------------------------------------------------------------------------
 template <typename T>
 struct InputProduct {
-  // steps per chunk: about kFusedChunkBytes of product, so that it stays in cache
   static constexpr int64_t kFusedChunkBytes = 512 * 1024;
   LinearPath path;
   int64_t M, K, O;
@@ -1662,7 +1668,8 @@ struct InputProduct {
 #ifdef SPIKEKWS_X86_ISA
   DensePanels panels;  // AVX-512 path
 #endif
-  Tensor buf;      // [chunk, M, O]: the current chunk's steps
+  int64_t steps;   // per chunk: about kFusedChunkBytes of product, so that it stays in cache
+  Tensor buf;      // [steps, M, O]: the current chunk's steps
   int64_t t0 = 0;  // first step in buf
 
   InputProduct(const Tensor& x3, const Tensor& w, const Tensor& b)
@@ -1677,14 +1684,12 @@ struct InputProduct {
 #ifdef SPIKEKWS_X86_ISA
     if (path == LinearPath::kDense512) panels = pack_dense_panels(w, b);
 #endif
+    const int64_t step_bytes = std::max<int64_t>(1, M * O * static_cast<int64_t>(sizeof(T)));
+    steps = std::min(x3.size(0), std::max<int64_t>(1, kFusedChunkBytes / step_bytes));
+    buf = pooled_empty({steps, M, O}, x3.options());
   }
 
-  int64_t chunk(int64_t nT) {
-    const int64_t step_bytes = std::max<int64_t>(1, M * O * static_cast<int64_t>(sizeof(T)));
-    const int64_t c = std::min(nT, std::max<int64_t>(1, kFusedChunkBytes / step_bytes));
-    buf = pooled_empty({c, M, O}, x.options());
-    return c;
-  }
+  int64_t chunk(int64_t) const { return steps; }
 
   // y = x W^T + bias for steps [a, b): rows [a M, b M) of x viewed as [T M, K].
   void prepare(int64_t a, int64_t b) {
@@ -1739,6 +1744,11 @@ struct InputProduct {
   const T* step(int64_t t) const { return buf.data_ptr<T>() + (t - t0) * M * O; }
 };
 
+// make_input for the fused layers: the product x W^T + b, a chunk of steps at a time.
+auto product_input(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return [&x, &w, &b](auto tag) { return InputProduct<decltype(tag)>(x, w, b); };
+}
+
 // x [T, M, K] contiguous; linear weight [H, K], bias [H] or none, of x's dtype.
 void check_fused_linear(const Tensor& x, const Tensor& lw, const c10::optional<Tensor>& lb) {
   TORCH_CHECK(x.dim() == 3 && x.device().is_cpu() &&
@@ -1749,11 +1759,7 @@ void check_fused_linear(const Tensor& x, const Tensor& lw, const c10::optional<T
   TORCH_CHECK(lw.dim() == 2 && lw.size(1) == x.size(2) && lw.scalar_type() == x.scalar_type() &&
                   lw.device().is_cpu(),
               "spikekws_scan: fused layer weight must be [H, K] of x's dtype");
-  if (lb.has_value() && lb->defined()) {
-    TORCH_CHECK(lb->dim() == 1 && lb->size(0) == lw.size(0) &&
-                    lb->scalar_type() == x.scalar_type(),
-                "spikekws_scan: fused layer bias must be [H] of x's dtype");
-  }
+  check_bias(lb, lw.size(0), x.scalar_type(), "fused layer bias must be [H]");
 }
 
 // Returns (spikes [T, M, H], v_last, number of spikes as a float64 scalar).
@@ -1769,8 +1775,7 @@ std::tuple<Tensor, Tensor, Tensor> lif_linear_forward(const Tensor& x, const Ten
   std::vector<double> counts(static_cast<size_t>(M), 0.0);
   auto out = lif_forward_impl(
       nT, M, H, x.options(),
-      [&](auto tag) { return InputProduct<decltype(tag)>(x, w, b); }, v0, s0, alpha, weight,
-      theta, false, counts.data());
+      product_input(x, w, b), v0, s0, alpha, weight, theta, false, counts.data());
   return {std::get<0>(out), std::get<1>(out), total_count(counts)};
 }
 
@@ -1787,8 +1792,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> adlif_linear_forward(
   std::vector<double> counts(static_cast<size_t>(M), 0.0);
   auto out = adlif_forward_impl(
       nT, M, H, x.options(),
-      [&](auto tag) { return InputProduct<decltype(tag)>(x, w, bias); }, v0, w0, s0, alpha, beta,
-      a, b, weight, theta, false, counts.data());
+      product_input(x, w, bias), v0, w0, s0, alpha, beta, a, b, weight, theta, false,
+      counts.data());
   return {std::get<0>(out), std::get<1>(out), std::get<2>(out), total_count(counts)};
 }
 
