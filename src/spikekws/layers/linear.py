@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..neurons import functional as NF
+from ..neurons.functional.backends import needs_grad
 from ..neurons.modules import LI, build_neuron
 
 _NORMS = ("batchnorm", "layernorm", "none")
@@ -209,8 +210,10 @@ class SpikingLinear(nn.Module):
     def _fused(self, x: torch.Tensor, state=None):
         """(spikes, state, rate) from the neuron's fused layer op, or None where it does not
         apply (training, a gradient to record, hooks, an unfoldable norm, ...)."""
-        if self.bidirectional or not hasattr(self.neuron, "fused_linear"):
-            return None
+        if (self.bidirectional or not hasattr(self.neuron, "fused_linear")
+                or not self.neuron._fused_backend(x)
+                or needs_grad((x, *self.parameters()))):
+            return None  # before folding: project() would fold a second time
         wb = folded_weights(self.linear, self.norm, x)
         return self.neuron.fused_linear(x, *wb, state) if wb is not None else None
 
